@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Install what the full test suite needs beyond Python packages, idempotently:
+#   Debian packages (containers, browser, base-image bootstrap) when running as root on Debian,
+#   and Go tools (helm, kubeconform, helm-docs, actionlint) into .tools/bin with `go install`.
+# Elsewhere it prints what is missing; tests then skip locally (or fail under CI=true).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=tool-versions.env
+source scripts/tool-versions.env
+
+DEBIAN_PACKAGES=(podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs
+  chromium fonts-dejavu-core ca-certificates)
+
+missing_packages() {
+  local pkg
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || echo "$pkg"
+  done
+}
+
+if command -v dpkg-query >/dev/null && [ -r /etc/debian_version ]; then
+  mapfile -t missing < <(missing_packages)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = "0" ]; then
+      echo "installing Debian packages: ${missing[*]}"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+      echo "missing Debian packages (install as root): apt-get install ${missing[*]}" >&2
+    fi
+  fi
+else
+  echo "not Debian: install podman, buildah, runc and chromium with your package manager" >&2
+fi
+
+# ---- Go tools -------------------------------------------------------------------------------
+if ! command -v go >/dev/null; then
+  echo "go not found: install Go >= 1.22 to get helm, kubeconform, helm-docs and actionlint" >&2
+  exit 0
+fi
+export GOBIN="$PWD/.tools/bin"
+mkdir -p "$GOBIN"
+install_go_tool() { # name module@version [go install flags...]
+  local name=$1 module=$2
+  shift 2
+  if [ -x "$GOBIN/$name" ] && [ -f "$GOBIN/.$name.version" ] &&
+    [ "$(cat "$GOBIN/.$name.version")" = "$module" ]; then
+    return 0
+  fi
+  echo "go install $module"
+  go install "$@" "$module"
+  echo "$module" >"$GOBIN/.$name.version"
+}
+helm_ldflags="-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+install_go_tool helm "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" -ldflags "$helm_ldflags"
+install_go_tool kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}"
+install_go_tool helm-docs "github.com/norwoodj/helm-docs/cmd/helm-docs@${HELM_DOCS_VERSION}"
+install_go_tool actionlint "github.com/rhysd/actionlint/cmd/actionlint@${ACTIONLINT_VERSION}"
