@@ -44,15 +44,22 @@ mkdir -p "$GOBIN"
 install_go_tool() { # name module@version [go install flags...]
   local name=$1 module=$2
   shift 2
-  if [ -x "$GOBIN/$name" ] && [ -f "$GOBIN/.$name.version" ] &&
-    [ "$(cat "$GOBIN/.$name.version")" = "$module" ]; then
+  local stamp="$module $*"
+  if [ -x "$GOBIN/$name" ] && [ "$(cat "$GOBIN/.$name.version" 2>/dev/null)" = "$stamp" ]; then
     return 0
   fi
   echo "go install $module"
-  go install "$@" "$module"
-  echo "$module" >"$GOBIN/.$name.version"
+  go install "$@" "$module" 2>&1 | grep -v '^go: downloading' || true
+  [ -x "$GOBIN/$name" ] || { echo "failed to install $name" >&2; exit 1; }
+  echo "$stamp" >"$GOBIN/.$name.version"
 }
+# helm's own Makefile sets these: without them `helm version` is empty and the default
+# Kubernetes version that `helm template`/`helm lint` assume is an old one.
 helm_ldflags="-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+helm_ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1"
+helm_ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=${HELM_K8S_MINOR}"
+helm_ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1"
+helm_ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${HELM_K8S_MINOR}"
 install_go_tool helm "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" -ldflags "$helm_ldflags"
 install_go_tool kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}"
 install_go_tool helm-docs "github.com/norwoodj/helm-docs/cmd/helm-docs@${HELM_DOCS_VERSION}"

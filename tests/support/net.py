@@ -24,7 +24,7 @@ def wait_for_http(url: str, timeout: float = 60.0, expect_status: int = 200) -> 
     last_error = "no attempt"
     while time.monotonic() - start < timeout:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
+            with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == expect_status:
                     return time.monotonic() - start
                 last_error = f"status {response.status}"
