@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 source scripts/tool-versions.env
 
 DEBIAN_PACKAGES=(podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs
-  chromium fonts-dejavu-core ca-certificates)
+  chromium fonts-dejavu-core ca-certificates
+  # Service-name DNS between compose containers on podman's CNI networks (Debian 12's podman 4.3).
+  golang-github-containernetworking-plugin-dnsname)
 
 missing_packages() {
   local pkg
