@@ -1,0 +1,159 @@
+"""HTTP client for the scoring API that turns every failure into one plain sentence.
+
+The UI never imports the service: it talks to it over HTTP like any other caller. Each method
+either returns a parsed answer or raises :class:`APIError` whose message can be shown to an
+analyst as is (no stack traces, no status-code jargon beyond what helps).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from fraud_contract.api import (
+    API_KEY_HEADER,
+    CSV_MEDIA_TYPE,
+    FILE_FIELD,
+    METRICS_PATH,
+    MODEL_PATH,
+    PARQUET_MEDIA_TYPE,
+    SCORE_FILE_PATH,
+    SCORE_PATH,
+    ModelInfo,
+    ScoreResult,
+)
+from ui.settings import UISettings
+
+
+class APIError(Exception):
+    """A failed API call, with a message meant for the person using the UI."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class TimedScore:
+    """A score and how long the round trip to the API took."""
+
+    result: ScoreResult
+    latency_ms: float
+
+
+def describe_error_body(response: httpx.Response) -> str:
+    """Plain sentence for a 4xx/5xx answer, naming invalid fields when the API lists them."""
+    status = response.status_code
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    message = body.get("message") if isinstance(body, dict) else None
+    field_errors = body.get("errors") if isinstance(body, dict) else None
+    if status in (401, 403):
+        return (
+            "The scoring API refused the request: the API key is missing or not valid "
+            "(set FRAUD_UI_API_KEY to a key the API accepts)."
+        )
+    if status in (400, 413, 415, 422) and isinstance(field_errors, list) and field_errors:
+        parts = [
+            f"invalid field {err.get('field', '?')}: {err.get('reason', 'rejected')}"
+            for err in field_errors[:5]
+            if isinstance(err, dict)
+        ]
+        more = f" (and {len(field_errors) - 5} more)" if len(field_errors) > 5 else ""
+        return "The scoring API rejected the input: " + "; ".join(parts) + more + "."
+    if status == 413:
+        return "The file is too large for the scoring API."
+    if status == 503:
+        return (
+            "The scoring API is not ready (the model is still loading, or it is overloaded). "
+            "Try again in a moment."
+        )
+    if isinstance(message, str) and message:
+        return f"The scoring API answered HTTP {status}: {message}"
+    return f"The scoring API answered HTTP {status}."
+
+
+class ScoringClient:
+    """Synchronous client for the scoring API (Gradio runs handlers in worker threads)."""
+
+    def __init__(self, settings: UISettings, transport: httpx.BaseTransport | None = None):
+        self.settings = settings
+        headers = {"User-Agent": "fraud-ui"}
+        if settings.api_key is not None and settings.api_key.get_secret_value():
+            headers[API_KEY_HEADER] = settings.api_key.get_secret_value()
+        self._http = httpx.Client(
+            base_url=settings.api_url,
+            headers=headers,
+            timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                raise APIError(self._unreachable()) from exc
+            raise APIError(
+                "The scoring API did not answer in time. It may be overloaded; try again."
+            ) from exc
+        except httpx.TransportError as exc:
+            raise APIError(self._unreachable()) from exc
+        if response.status_code >= 400:
+            raise APIError(describe_error_body(response), status=response.status_code)
+        return response
+
+    def _unreachable(self) -> str:
+        return (
+            f"The scoring API at {self.settings.api_url} is unreachable. Check that it is "
+            "running; the UI works again as soon as it is back."
+        )
+
+    def score(self, transaction: dict[str, Any]) -> TimedScore:
+        """Score one transaction (already validated against the contract)."""
+        start = time.perf_counter()
+        response = self._request("POST", SCORE_PATH, json=transaction)
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        try:
+            result = ScoreResult.model_validate(response.json())
+        except (ValueError, ValidationError) as exc:
+            raise APIError("The scoring API sent an answer the UI does not understand.") from exc
+        return TimedScore(result=result, latency_ms=latency_ms)
+
+    def score_file(self, path: Path) -> bytes:
+        """Score a CSV or Parquet file; return the scored file's bytes (same format)."""
+        media_type = PARQUET_MEDIA_TYPE if path.suffix.lower() == ".parquet" else CSV_MEDIA_TYPE
+        with path.open("rb") as handle:
+            response = self._request(
+                "POST",
+                SCORE_FILE_PATH,
+                files={FILE_FIELD: (path.name, handle, media_type)},
+                timeout=httpx.Timeout(
+                    self.settings.file_timeout_s, connect=self.settings.connect_timeout_s
+                ),
+            )
+        return response.content
+
+    def model_info(self) -> ModelInfo:
+        """The model card of the served model."""
+        response = self._request("GET", MODEL_PATH)
+        try:
+            return ModelInfo.model_validate(response.json())
+        except (ValueError, ValidationError) as exc:
+            raise APIError("The scoring API sent a model card the UI does not understand.") from exc
+
+    def metrics_text(self) -> str:
+        """The API's Prometheus exposition text."""
+        return self._request("GET", METRICS_PATH).text

@@ -1,0 +1,175 @@
+"""Turn API answers into what the page shows: HTML cards, tables and chart data.
+
+Pure functions of their inputs (no Gradio, no HTTP), so they are unit-tested directly.
+Every string that came from outside is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import itertools
+from html import escape
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from fraud_contract.api import ModelInfo, ScoreResult
+from ui.metrics import ServiceStats
+
+HISTOGRAM_BINS: Final = 20
+#: Risk bands get a colour by their position (lowest band first).
+_BAND_COLOURS: Final = ("#15803d", "#ca8a04", "#ea580c", "#b91c1c", "#7f1d1d")
+REASON_COLUMNS: Final = ("feature", "contribution", "direction", "value")
+
+
+def error_html(message: str) -> str:
+    """A red call-out with one plain sentence."""
+    return f'<div class="fraud-error" role="alert">{escape(message)}</div>'
+
+
+def notice_html(message: str) -> str:
+    """A neutral call-out (e.g. 'no plots yet')."""
+    return f'<div class="fraud-notice">{escape(message)}</div>'
+
+
+def band_colour(band: str, bands: list[str] | None) -> str:
+    """Colour of a risk band: by its rank among the model's bands, grey if unknown."""
+    if bands and band in bands:
+        index = bands.index(band) * (len(_BAND_COLOURS) - 1) // max(1, len(bands) - 1)
+        return _BAND_COLOURS[index]
+    return "#475569"
+
+
+def result_card_html(result: ScoreResult, latency_ms: float, bands: list[str] | None) -> str:
+    """The score result card: probability, decision vs threshold, band, model, latency."""
+    decision = "Fraud alert" if result.is_fraud else "No alert"
+    decision_class = "alert" if result.is_fraud else "clear"
+    comparison = "≥" if result.is_fraud else "<"
+    colour = band_colour(result.risk_band, bands)
+    tx = f" for {escape(result.transaction_id)}" if result.transaction_id else ""
+    return (
+        f'<div class="fraud-result" data-decision="{decision_class}">'
+        f'<div class="fraud-decision {decision_class}" id="fraud-decision">{decision}</div>'
+        f'<div class="fraud-prob"><span id="fraud-probability">'
+        f"{result.fraud_probability:.1%}</span> fraud probability{tx}</div>"
+        f'<div class="fraud-detail">{result.fraud_probability:.4f} {comparison} threshold '
+        f'<span id="fraud-threshold">{result.threshold:.4f}</span></div>'
+        f'<div class="fraud-detail">Risk band: <span class="fraud-band" id="fraud-band" '
+        f'style="background:{colour}">{escape(result.risk_band)}</span></div>'
+        f'<div class="fraud-meta">Model <code id="fraud-model">{escape(result.model_tag)}</code>'
+        f' · round trip <span id="fraud-latency">{latency_ms:.0f} ms</span></div>'
+        "</div>"
+    )
+
+
+def reasons_frame(result: ScoreResult) -> pd.DataFrame:
+    """Top reasons as a frame for the bar chart (largest absolute contribution first)."""
+    rows = [
+        {
+            "feature": reason.feature,
+            "contribution": round(reason.contribution, 4),
+            "direction": "raises risk" if reason.contribution >= 0 else "lowers risk",
+            "value": "missing" if reason.value is None else f"{reason.value:.4g}",
+        }
+        for reason in sorted(result.reasons, key=lambda r: abs(r.contribution), reverse=True)
+    ]
+    return pd.DataFrame(rows, columns=list(REASON_COLUMNS))
+
+
+def empty_reasons() -> pd.DataFrame:
+    """An empty reasons frame (chart with no bars)."""
+    return pd.DataFrame(columns=list(REASON_COLUMNS))
+
+
+def score_histogram(probabilities: pd.Series) -> pd.DataFrame:
+    """Counts of fraud probabilities in 20 equal bins over [0, 1], labelled by their range."""
+    values = pd.to_numeric(probabilities, errors="coerce").dropna().clip(0.0, 1.0)
+    counts, edges = np.histogram(values.to_numpy(), bins=HISTOGRAM_BINS, range=(0.0, 1.0))
+    labels = [f"{lo:.2f}-{hi:.2f}" for lo, hi in itertools.pairwise(edges)]
+    return pd.DataFrame({"score": labels, "transactions": counts.astype(int)})
+
+
+def batch_summary_html(scored: pd.DataFrame) -> str:
+    """Rows, alerts, alert rate and rows per risk band of a scored file."""
+    rows = len(scored)
+    alerts = int(pd.Series(scored["is_fraud"]).astype(str).str.lower().isin({"true", "1"}).sum())
+    rate = alerts / rows if rows else 0.0
+    bands = scored["risk_band"].astype(str).value_counts()
+    band_items = "".join(
+        f"<li>{escape(str(band))}: {int(count)}</li>" for band, count in bands.items()
+    )
+    return (
+        '<div class="fraud-summary">'
+        f'<div class="fraud-tile"><b id="batch-rows">{rows}</b> transactions</div>'
+        f'<div class="fraud-tile"><b id="batch-alerts">{alerts}</b> alerts</div>'
+        f'<div class="fraud-tile"><b id="batch-alert-rate">{rate:.2%}</b> alert rate</div>'
+        f'<div class="fraud-tile">By risk band<ul>{band_items}</ul></div>'
+        "</div>"
+    )
+
+
+def model_card_markdown(info: ModelInfo) -> str:
+    """The model card as Markdown: identity, threshold, bands, training data."""
+    bands = ", ".join(f"**{b.name}** from {b.lower:.3f}" for b in info.risk_bands)
+    override = (
+        f" (overrides the model's {info.model_threshold:.4f})"
+        if abs(info.threshold - info.model_threshold) > 1e-12
+        else ""
+    )
+    dataset = ", ".join(f"{k}: {v}" for k, v in sorted(info.dataset.items())) or "not recorded"
+    return "\n".join(
+        [
+            f"### Model `{info.tag}`",
+            f"- **Trained at:** {info.trained_at}",
+            f"- **Decision threshold:** {info.threshold:.4f}{override}",
+            f"- **How the threshold was chosen:** {info.threshold_rule}",
+            f"- **Risk bands:** {bands}",
+            f"- **Features:** {len(info.feature_names)}",
+            f"- **Training data:** {dataset}",
+            f"- **Code version:** `{info.code_version}`",
+        ]
+    )
+
+
+def metrics_frame(info: ModelInfo) -> pd.DataFrame:
+    """Evaluation metrics and per-scenario recall as a two-column table."""
+    rows = [{"metric": name, "value": round(value, 4)} for name, value in info.metrics.items()]
+    rows += [
+        {"metric": f"recall: {scenario}", "value": round(value, 4)}
+        for scenario, value in info.scenario_recall.items()
+    ]
+    return pd.DataFrame(rows, columns=["metric", "value"])
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "n/a" if value is None else pattern.format(value)
+
+
+def service_stats_html(stats: ServiceStats) -> str:
+    """Tiles for throughput, latency percentiles, error rate and totals."""
+    if stats.basis == "window" and stats.window_s:
+        basis = f"Rates and percentiles over the last {stats.window_s:.0f} s."
+    elif stats.window_s:
+        basis = (
+            f"No scoring requests in the last {stats.window_s:.0f} s; "
+            "error rates and percentiles since the API started."
+        )
+    else:
+        basis = (
+            "Error rates and percentiles since the API started; throughput from the next refresh."
+        )
+    tiles = [
+        ("svc-throughput", _fmt(stats.throughput_rps, "{:.1f} req/s"), "throughput"),
+        ("svc-p50", _fmt(stats.p50_ms, "{:.0f} ms"), "p50 latency"),
+        ("svc-p95", _fmt(stats.p95_ms, "{:.0f} ms"), "p95 latency"),
+        ("svc-p99", _fmt(stats.p99_ms, "{:.0f} ms"), "p99 latency"),
+        ("svc-error-rate", _fmt(stats.error_rate, "{:.2%}"), "server errors (5xx)"),
+        ("svc-rejected-rate", _fmt(stats.rejected_rate, "{:.2%}"), "rejected input (4xx)"),
+        ("svc-total", f"{stats.total_requests:.0f}", "scoring requests in total"),
+        ("svc-in-progress", _fmt(stats.in_progress, "{:.0f}"), "in progress now"),
+    ]
+    body = "".join(
+        f'<div class="fraud-tile"><b id="{tid}">{value}</b> {label}</div>'
+        for tid, value, label in tiles
+    )
+    return f'<div class="fraud-summary">{body}</div><div class="fraud-meta">{escape(basis)}</div>'
