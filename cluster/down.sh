@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Stop and delete the local cluster started by cluster/up.sh (`make cluster-down`): its processes,
+# etcd data, certificates and kubeconfig. The built binaries and Go caches stay for the next start.
+set -euo pipefail
+# shellcheck source=env.sh
+source "$(dirname "$0")/env.sh"
+
+if [ -x "$KWOKCTL" ] && "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+  "$KWOKCTL" --name "$CLUSTER_NAME" delete cluster --kubeconfig "$CLUSTER_KUBECONFIG"
+else
+  echo "no cluster '$CLUSTER_NAME' to delete"
+fi
+rm -f "$CLUSTER_KUBECONFIG"
