@@ -104,6 +104,18 @@ image: env ## Build the Bento and the OCI image (docker, buildah or podman; BACK
 chart-check: env ## helm lint, schema validation, kube-linter, checkov, chart template tests
 	bash scripts/chart-check.sh
 
+.PHONY: cluster-build
+cluster-build: ## Build (cached) etcd, kube-apiserver/controller-manager/scheduler, kubectl, kwok (cluster/)
+	bash cluster/build.sh
+
+.PHONY: cluster-up
+cluster-up: cluster-build ## Start a local control plane with kwok nodes; kubeconfig: .tools/cluster/kubeconfig
+	bash cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop and delete the local control plane started by cluster-up
+	bash cluster/down.sh
+
 ##@ Load
 .PHONY: loadtest
 loadtest: env ## Short SLO-gated Locust run against a locally served model
