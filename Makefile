@@ -116,6 +116,115 @@ cluster-up: cluster-build ## Start a local control plane with kwok nodes; kubeco
 cluster-down: ## Stop and delete the local control plane started by cluster-up
 	bash cluster/down.sh
 
+##@ Delivery (compose, Kubernetes, releases)
+# Compose CLI: `docker compose` when a Docker daemon answers, else podman-compose (test group).
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && docker info >/dev/null 2>&1 \
+  && echo "docker compose" || echo "$(RUN) podman-compose")
+KIND_CLUSTER  ?= fraud
+RELEASE       ?= fraud
+NAMESPACE     ?= fraud
+INGRESS_NGINX_CHART_VERSION ?= 4.13.0
+# Extra `helm upgrade --install` arguments (e2e.yml enables the ingress and allow-lists pod IPs).
+HELM_ARGS     ?=
+# The image the last `make image` built (build/image/build.json), as repository and tag.
+IMAGE_REF      = $(shell $(PY) -c "import json; print(json.load(open('build/image/build.json'))['image'])")
+
+.PHONY: compose-up
+compose-up: image ## Build the images, start API + UI with compose (COMPOSE_PROFILES=monitoring adds Prometheus)
+	FRAUD_IMAGE=$(firstword $(subst :, ,$(IMAGE_REF))) FRAUD_IMAGE_TAG=$(lastword $(subst :, ,$(IMAGE_REF))) \
+	  $(COMPOSE) -f docker-compose.yml up -d
+	@echo "API: http://127.0.0.1:$${FRAUD_API_PORT:-3000}  UI: http://127.0.0.1:$${FRAUD_UI_PORT:-7860}"
+
+.PHONY: compose-down
+compose-down: ## Stop and remove the compose deployment (keeps the Prometheus volume)
+	$(COMPOSE) -f docker-compose.yml --profile monitoring down
+
+.PHONY: compose-smoke
+compose-smoke: env ## Compose test: up with the built images, health, score, UI, down
+	FRAUD_COMPOSE="$(COMPOSE)" $(RUN) pytest tests/integration/test_compose.py
+
+.PHONY: config-docs
+config-docs: env ## Regenerate the configuration reference in docs/operations.md from the settings classes
+	$(PY) scripts/gen_config_docs.py
+
+.PHONY: image-ref
+image-ref: ## Print the image reference built by the last `make image`
+	@echo $(IMAGE_REF)
+
+# Release version: the git tag (v1.2.3) or pyproject's version; the chart is published with it.
+VERSION       ?= v$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
+CHART_REGISTRY ?= oci://ghcr.io/fraud-detection/charts
+
+.PHONY: bento-path
+bento-path: ## Print the directory of the Bento built by the last `make image` (buildx context)
+	@$(RUN) bentoml get $$($(PY) -c "import json; print(json.load(open('build/image/build.json'))['bento_tag'])") -o path
+
+.PHONY: release-check
+release-check: ## Check that VERSION (tag vX.Y.Z) matches pyproject, Chart.yaml and CHANGELOG.md
+	@v=$(patsubst v%,%,$(VERSION)); \
+	  grep -q "^version = \"$$v\"" pyproject.toml || { echo "pyproject.toml version is not $$v" >&2; exit 1; }; \
+	  grep -q "^version: $$v$$" charts/fraud-detection/Chart.yaml || { echo "Chart.yaml version is not $$v" >&2; exit 1; }; \
+	  grep -q "^## \[$$v\]" CHANGELOG.md || { echo "CHANGELOG.md has no [$$v] entry" >&2; exit 1; }; \
+	  echo "release $$v: versions agree"
+
+.PHONY: chart-package
+chart-package: ## Package the Helm chart as build/chart/fraud-detection-VERSION.tgz
+	helm package charts/fraud-detection --version $(patsubst v%,%,$(VERSION)) \
+	  --app-version $(patsubst v%,%,$(VERSION)) --destination build/chart
+
+.PHONY: chart-push
+chart-push: ## Push the packaged chart to CHART_REGISTRY (oci://...); HELM_REGISTRY_USER/PASSWORD log in
+	@if [ -n "$${HELM_REGISTRY_PASSWORD:-}" ]; then \
+	  echo "$$HELM_REGISTRY_PASSWORD" | helm registry login $(word 1,$(subst /, ,$(patsubst oci://%,%,$(CHART_REGISTRY)))) \
+	    --username "$${HELM_REGISTRY_USER:?}" --password-stdin; fi
+	helm push build/chart/fraud-detection-$(patsubst v%,%,$(VERSION)).tgz $(CHART_REGISTRY)
+
+.PHONY: kind-load
+kind-load: ## Load the image of the last `make image` into the kind cluster KIND_CLUSTER
+	kind load docker-image $(IMAGE_REF) --name $(KIND_CLUSTER)
+
+.PHONY: ingress-install
+ingress-install: ## Install ingress-nginx (pinned chart version) into the current cluster and wait
+	helm upgrade --install ingress-nginx ingress-nginx --repo https://kubernetes.github.io/ingress-nginx \
+	  --version $(INGRESS_NGINX_CHART_VERSION) --namespace ingress-nginx --create-namespace \
+	  --set controller.service.type=NodePort --wait --timeout 5m
+
+.PHONY: helm-install
+helm-install: ## Install/upgrade the chart with the image of `make image` and wait for the rollout
+	helm upgrade --install $(RELEASE) charts/fraud-detection --namespace $(NAMESPACE) \
+	  --create-namespace --set api.image.repository=$(firstword $(subst :, ,$(IMAGE_REF))) \
+	  --set api.image.tag=$(lastword $(subst :, ,$(IMAGE_REF))) $(HELM_ARGS) --wait --timeout 10m
+	kubectl --namespace $(NAMESPACE) rollout status deployment \
+	  --selector app.kubernetes.io/instance=$(RELEASE) --timeout 5m
+
+.PHONY: helm-test
+helm-test: ## Run the chart's `helm test` (scores a transaction through the Service)
+	helm test $(RELEASE) --namespace $(NAMESPACE) --logs --timeout 5m
+
+# Distributed Locust run on the cluster: the k8s/ job manifests (master + workers) with the
+# locustfile, payloads and SLO from a ConfigMap; the master's exit code is the SLO verdict.
+K8S_LOADTEST_DIR ?= k8s/loadtest
+LOADTEST_SLO     ?= loadtests/slo/product.json
+
+.PHONY: k8s-loadtest
+k8s-loadtest: ## Distributed Locust job (k8s/) against the ingress; fails on the SLO, report in reports/cluster-loadtest/
+	kubectl --namespace $(NAMESPACE) create configmap locust-files --dry-run=client -o yaml \
+	  --from-file=locustfile.py=loadtests/locustfile.py --from-file=payloads.json=loadtests/payloads.json \
+	  --from-file=slo.json=$(LOADTEST_SLO) | kubectl --namespace $(NAMESPACE) apply -f -
+	kubectl --namespace $(NAMESPACE) delete job --selector app.kubernetes.io/name=locust --ignore-not-found
+	kubectl --namespace $(NAMESPACE) apply -k $(K8S_LOADTEST_DIR)
+	mkdir -p reports/cluster-loadtest
+	status=0; kubectl --namespace $(NAMESPACE) wait job/locust-master --for=condition=complete --timeout 20m || status=$$?; \
+	  kubectl --namespace $(NAMESPACE) logs job/locust-master --tail -1 > reports/cluster-loadtest/locust-master.log || true; \
+	  cat reports/cluster-loadtest/locust-master.log | tail -40; exit $$status
+
+.PHONY: k8s-diagnose
+k8s-diagnose: ## Print pods, events and API logs of the release (for failed CI runs)
+	-kubectl get pods,svc,ingress,hpa,jobs --all-namespaces -o wide
+	-kubectl get events --all-namespaces --sort-by=.lastTimestamp
+	-kubectl --namespace $(NAMESPACE) logs --selector app.kubernetes.io/instance=$(RELEASE) \
+	  --all-containers --prefix --tail 200
+
 ##@ Load
 .PHONY: loadtest
 loadtest: env ## Short SLO-gated Locust run against a locally served model

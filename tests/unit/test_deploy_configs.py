@@ -1,0 +1,370 @@
+"""Delivery files are checked like code: compose, Heroku, Railway, Prometheus, workflows, docs.
+
+Heroku's ``heroku.yml`` and Railway's ``railway.json`` are validated against models written
+from their documented formats (Heroku Dev Center "Building Docker Images with heroku.yml";
+Railway "Config as Code" reference): unknown keys fail, so a misspelt field cannot pass.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fraud_contract.api import METRICS_PATH, READY_PATH
+from scripts.gen_config_docs import DOC_PATH, render_reference, splice
+from service.settings import ServiceSettings
+from tests.support.tools import REPO_ROOT
+
+WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+UI_HEALTH_PATH = "/healthz"
+APP_UID = "10001:10001"
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse a YAML file of the repository."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+# ---- Railway: config-as-code (https://railway.com/railway.schema.json fields, from the docs) --
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RailwayBuild(_Strict):
+    builder: Literal["RAILPACK", "DOCKERFILE", "NIXPACKS"] | None = None
+    watchPatterns: list[str] | None = None  # noqa: N815  (Railway's field names)
+    buildCommand: str | None = None  # noqa: N815
+    dockerfilePath: str | None = None  # noqa: N815
+    railpackVersion: str | None = None  # noqa: N815
+    nixpacksConfigPath: str | None = None  # noqa: N815
+    nixpacksPlan: dict[str, Any] | None = None  # noqa: N815
+
+
+class RailwayDeploy(_Strict):
+    startCommand: str | None = None  # noqa: N815
+    preDeployCommand: list[str] | str | None = None  # noqa: N815
+    numReplicas: int | None = Field(default=None, ge=1)  # noqa: N815
+    healthcheckPath: str | None = Field(default=None, pattern=r"^/")  # noqa: N815
+    healthcheckTimeout: int | None = Field(default=None, ge=1)  # noqa: N815
+    restartPolicyType: Literal["ON_FAILURE", "ALWAYS", "NEVER"] | None = None  # noqa: N815
+    restartPolicyMaxRetries: int | None = Field(default=None, ge=0)  # noqa: N815
+    cronSchedule: str | None = None  # noqa: N815
+    sleepApplication: bool | None = None  # noqa: N815
+    region: str | None = None
+    multiRegionConfig: dict[str, Any] | None = None  # noqa: N815
+    overlapSeconds: int | None = Field(default=None, ge=0)  # noqa: N815
+    drainingSeconds: int | None = Field(default=None, ge=0)  # noqa: N815
+    runtime: str | None = None
+
+
+class RailwayConfig(_Strict):
+    schema_url: Literal["https://railway.com/railway.schema.json"] = Field(alias="$schema")
+    build: RailwayBuild | None = None
+    deploy: RailwayDeploy | None = None
+    environments: dict[str, Any] | None = None
+
+
+# ---- Heroku: heroku.yml (setup / build / release / run) -----------------------------------------
+class HerokuBuild(_Strict):
+    docker: dict[str, str] = Field(min_length=1)
+    config: dict[str, str] | None = None
+
+
+class HerokuRelease(_Strict):
+    image: str
+    command: list[str]
+
+
+class HerokuManifest(_Strict):
+    setup: dict[str, Any] | None = None
+    build: HerokuBuild
+    release: HerokuRelease | None = None
+    run: dict[str, Any] | None = None
+
+
+def project_version() -> str:
+    """The version in pyproject.toml."""
+    data = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return str(data["project"]["version"])
+
+
+def platform_dockerfile_default_image(path: Path) -> str:
+    """The FRAUD_IMAGE build argument's default in the platforms' Dockerfile."""
+    match = re.search(r"^ARG FRAUD_IMAGE=(\S+)$", path.read_text(encoding="utf-8"), re.MULTILINE)
+    assert match, f"{path} must declare ARG FRAUD_IMAGE=<image>"
+    return match.group(1)
+
+
+def test_railway_config_matches_the_documented_schema() -> None:
+    config = RailwayConfig.model_validate_json((REPO_ROOT / "railway.json").read_text())
+    assert config.build is not None and config.deploy is not None
+    assert config.build.builder == "DOCKERFILE"
+    assert config.build.dockerfilePath is not None
+    assert (REPO_ROOT / config.build.dockerfilePath).is_file()
+    # Railway switches traffic only after the health check answers 200: that is readiness.
+    assert config.deploy.healthcheckPath == READY_PATH
+    assert config.deploy.restartPolicyType == "ON_FAILURE"
+
+
+def test_railway_model_rejects_a_misspelt_field() -> None:
+    with pytest.raises(ValidationError, match="healthCheckPath"):
+        RailwayConfig.model_validate(
+            {
+                "$schema": "https://railway.com/railway.schema.json",
+                "deploy": {"healthCheckPath": "/"},
+            }
+        )
+
+
+def test_heroku_manifest_builds_the_web_process_from_a_dockerfile() -> None:
+    manifest = HerokuManifest.model_validate(load_yaml(REPO_ROOT / "heroku.yml"))
+    assert set(manifest.build.docker) == {"web"}
+    dockerfile = REPO_ROOT / manifest.build.docker["web"]
+    assert dockerfile.is_file()
+    # The build argument Heroku passes must be one the Dockerfile declares.
+    declared = set(re.findall(r"^ARG (\w+)", dockerfile.read_text(), re.MULTILINE))
+    assert set(manifest.build.config or {}) <= declared
+
+
+def test_heroku_model_rejects_unknown_sections() -> None:
+    with pytest.raises(ValidationError):
+        HerokuManifest.model_validate({"build": {"docker": {"web": "Dockerfile"}}, "deploy": {}})
+
+
+def test_platform_dockerfile_deploys_the_release_of_this_version() -> None:
+    dockerfile = REPO_ROOT / "deploy" / "platform.Dockerfile"
+    image = platform_dockerfile_default_image(dockerfile)
+    assert image.endswith(f":{project_version()}"), "bump the released image with the version"
+    heroku = HerokuManifest.model_validate(load_yaml(REPO_ROOT / "heroku.yml"))
+    assert (heroku.build.config or {}).get("FRAUD_IMAGE") == image
+    instructions = [
+        line.split()[0]
+        for line in dockerfile.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    # Nothing may change the released image (user, entrypoint): it is deployed as tested.
+    assert instructions == ["ARG", "FROM"]
+
+
+# ---- docker-compose.yml -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = load_yaml(REPO_ROOT / "docker-compose.yml")
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("service", "port", "health_path"), [("api", 3000, READY_PATH), ("ui", 7860, UI_HEALTH_PATH)]
+)
+def test_compose_services_are_hardened_and_health_checked(
+    compose: dict[str, Any], service: str, port: int, health_path: str
+) -> None:
+    spec = compose["services"][service]
+    assert spec["user"] == APP_UID
+    assert spec["read_only"] is True
+    assert any(str(mount).startswith("/tmp:") for mount in spec["tmpfs"])
+    assert spec["cap_drop"] == ["ALL"]
+    assert spec["restart"] in {"unless-stopped", "always", "on-failure"}
+    limits = spec["deploy"]["resources"]["limits"]
+    assert float(limits["cpus"]) > 0 and limits["memory"]
+    check = " ".join(spec["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}{health_path}" in check
+    assert any(str(mapping).endswith(f":{port}") for mapping in spec["ports"])
+
+
+def test_compose_ui_talks_to_the_api_service(compose: dict[str, Any]) -> None:
+    ui = compose["services"]["ui"]
+    assert ui["environment"]["FRAUD_UI_API_URL"] == "http://api:3000"
+    assert ui["depends_on"]["api"]["condition"] == "service_healthy"
+
+
+def test_compose_environment_names_are_real_settings(compose: dict[str, Any]) -> None:
+    settings_vars = {f"FRAUD_{name.upper()}" for name in ServiceSettings.model_fields}
+    api_env = set(compose["services"]["api"]["environment"])
+    assert {name for name in api_env if name.startswith("FRAUD_")} <= settings_vars
+
+
+def test_prometheus_is_optional_and_scrapes_the_api(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    assert prometheus["profiles"] == ["monitoring"]
+    mounts = {str(volume).split(":")[0] for volume in prometheus["volumes"]}
+    for source in mounts - {"prometheus-data"}:
+        assert (REPO_ROOT / source).is_file(), source
+    scrape = load_yaml(REPO_ROOT / "deploy" / "prometheus.yml")
+    (job,) = [job for job in scrape["scrape_configs"] if job["job_name"] == "fraud-api"]
+    assert job["metrics_path"] == METRICS_PATH
+    assert job["static_configs"][0]["targets"] == ["api:3000"]
+    assert "api" in compose["services"]
+
+
+def test_alert_rules_use_metrics_the_service_exports() -> None:
+    rules = load_yaml(REPO_ROOT / "deploy" / "alerts.yml")
+    metrics_source = (REPO_ROOT / "service" / "metrics.py").read_text()
+    exported = set(re.findall(r'"(fraud_[a-z_]+)"', metrics_source))
+    names = [rule["alert"] for group in rules["groups"] for rule in group["rules"]]
+    assert len(names) == len(set(names)) >= 5
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            assert rule["labels"]["severity"] in {"critical", "warning"}
+            assert rule["annotations"]["summary"]
+            for metric in re.findall(r"\b(fraud_[a-z_]+)", rule["expr"]):
+                base = re.sub(r"_(total|bucket|count|sum)$", "", metric)
+                assert base in exported, f"{rule['alert']} uses unknown metric {metric}"
+            assert rule["expr"].count("(") == rule["expr"].count(")")
+
+
+# ---- GitHub workflows -------------------------------------------------------------------------
+def workflow_files() -> list[Path]:
+    return sorted(WORKFLOWS.glob("*.yml"))
+
+
+def makefile_targets() -> set[str]:
+    text = (REPO_ROOT / "Makefile").read_text()
+    return set(re.findall(r"^([a-zA-Z0-9_-]+):", text, re.MULTILINE))
+
+
+def make_invocations(text: str) -> list[str]:
+    """Targets named by `make ...` commands in a block of shell text."""
+    pattern = r"(?:^|[;&|(`])\s*make\s+(?:-s\s+)?([a-z][\w-]*)"
+    return [match.group(1) for match in re.finditer(pattern, text, re.MULTILINE)]
+
+
+def test_required_workflows_exist() -> None:
+    names = {path.name for path in workflow_files()}
+    assert {"ci.yml", "e2e.yml", "release.yml", "security.yml"} <= names
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_actions_are_pinned_to_commit_shas(path: Path) -> None:
+    uses = re.findall(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", path.read_text(), re.MULTILINE)
+    assert uses
+    for reference, trailing in uses:
+        if reference.startswith("./"):
+            continue
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", reference), reference
+        assert re.search(r"#\s*v\d", trailing), f"{reference}: add the version as a comment"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_workflows_default_to_read_only_permissions(path: Path) -> None:
+    workflow = load_yaml(path)
+    assert workflow["permissions"] == {"contents": "read"}
+    for name, job in workflow["jobs"].items():
+        assert "timeout-minutes" in job, f"{path.name}:{name} needs a timeout"
+        for scope, level in (job.get("permissions") or {}).items():
+            assert level in {"read", "write", "none"}, (name, scope)
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_workflow_steps_run_makefile_targets(path: Path) -> None:
+    """Each working step is a Makefile target, so GitHub and local CI run the same commands."""
+    targets = makefile_targets()
+    bootstrap = ("apt-get", "echo ", ".ci/run")
+    for job in load_yaml(path)["jobs"].values():
+        for step in job.get("steps", []):
+            script = step.get("run")
+            if script is None:
+                continue
+            invoked = make_invocations(script)
+            assert invoked or any(word in script for word in bootstrap), script
+            missing = [target for target in invoked if target not in targets]
+            assert not missing, f"{path.name}: unknown Makefile targets {missing}"
+
+
+def test_e2e_matrix_covers_three_kubernetes_versions() -> None:
+    matrix = load_yaml(WORKFLOWS / "e2e.yml")["jobs"]["kind"]["strategy"]["matrix"]
+    versions = {entry["kubernetes"] for entry in matrix["include"]}
+    assert len(versions) >= 3
+    for entry in matrix["include"]:
+        assert re.fullmatch(r"kindest/node:v[\d.]+@sha256:[0-9a-f]{64}", entry["node-image"])
+        assert entry["node-image"].startswith(f"kindest/node:{entry['kubernetes']}@")
+
+
+def test_ci_entry_point_is_the_readme_test_command() -> None:
+    suite = load_yaml(WORKFLOWS / "ci.yml")["jobs"]["suite"]
+    commands = [step.get("run", "") for step in suite["steps"]]
+    assert ".ci/run" in commands
+    assert "make test" in (REPO_ROOT / ".ci" / "run").read_text()
+
+
+def workflow_make_targets(path: Path) -> set[str]:
+    """Makefile targets that the workflow's `run:` steps invoke."""
+    targets: set[str] = set()
+    for job in load_yaml(path)["jobs"].values():
+        for step in job.get("steps", []):
+            targets |= set(make_invocations(step.get("run", "")))
+    return targets
+
+
+def test_readme_delivery_commands_are_the_workflow_commands() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("<!-- section:delivery -->", 1)[1].split("<!-- /section:delivery -->")[0]
+    readme_targets = set(make_invocations(section))
+    workflow_targets: set[str] = set()
+    for path in workflow_files():
+        workflow_targets |= workflow_make_targets(path)
+    assert {"lint", "image", "helm-install", "helm-test", "k8s-loadtest"} <= workflow_targets
+    assert readme_targets, "the delivery section lists no make commands"
+    # Every target the workflows run is documented, and the README names only real targets.
+    assert workflow_targets - {"image-ref"} <= readme_targets | {"system-deps", "test-unit", "lint"}
+    assert readme_targets <= makefile_targets()
+
+
+def test_pre_commit_runs_the_lint_commands_locally() -> None:
+    config = load_yaml(REPO_ROOT / ".pre-commit-config.yaml")
+    hooks = [hook for repo in config["repos"] for hook in repo["hooks"]]
+    assert all(repo["repo"] == "local" for repo in config["repos"])
+    assert {hook["id"] for hook in hooks} == {
+        "ruff",
+        "ruff-format",
+        "mypy",
+        "yamllint",
+        "actionlint",
+    }
+    lint_recipe = (REPO_ROOT / "Makefile").read_text().split("\nlint:", 1)[1].split("\n\n", 1)[0]
+    for hook in hooks:
+        assert hook["language"] == "system"
+        entry = shlex.split(hook["entry"])
+        if entry[:3] == ["uv", "run", "--frozen"]:
+            assert entry[3] in lint_recipe, f"{hook['id']} runs {entry[3]}, not in `make lint`"
+        else:
+            assert "actionlint" in hook["entry"]
+
+
+def test_yamllint_skips_helm_templates_only() -> None:
+    config = load_yaml(REPO_ROOT / ".yamllint")
+    ignored = config["ignore"].split()
+    assert "charts/*/templates/" in ignored
+    assert not any(entry.startswith((".github", "deploy", "k8s")) for entry in ignored)
+
+
+# ---- generated documentation ------------------------------------------------------------------
+def test_operations_config_reference_is_up_to_date() -> None:
+    document = DOC_PATH.read_text(encoding="utf-8")
+    assert splice(document, render_reference()) == document, "run `make config-docs`"
+
+
+def test_config_reference_lists_every_setting() -> None:
+    block = render_reference()
+    for name in ServiceSettings.model_fields:
+        assert f"`FRAUD_{name.upper()}`" in block
+    assert "`FRAUD_UI_API_URL`" in block
+
+
+def test_changelog_has_an_entry_for_this_version() -> None:
+    changelog = (REPO_ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## \[{re.escape(project_version())}\]", changelog, re.MULTILINE)
+
+
+def test_railway_json_is_plain_json() -> None:
+    # Railway reads the file as JSON: no comments or trailing commas.
+    json.loads((REPO_ROOT / "railway.json").read_text())
