@@ -1,0 +1,476 @@
+"""The ``/v1`` API as a lean ASGI app mounted into the BentoML service.
+
+Why a mounted ASGI app: BentoML's generic API path (IO-model validation, serde, response
+building) costs more per request than scoring one transaction. This app parses and validates
+each body exactly once with the contract's pydantic model (in Rust), serialises with orjson,
+and hands single transactions to the BentoML adaptive batcher of the service's
+``batchable=True`` API. Auth, body limits, request ids and the contract's error bodies are
+handled here; security headers for every route by :class:`SecurityHeadersMiddleware`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+import orjson
+from pydantic import ValidationError
+
+from fraud_contract.api import (
+    API_KEY_HEADER,
+    FILE_FIELD,
+    MODEL_PATH,
+    REQUEST_ID_HEADER,
+    SCORE_BATCH_PATH,
+    SCORE_FILE_PATH,
+    SCORE_PATH,
+    BatchRequest,
+)
+from fraud_contract.schema import Transaction
+from service.errors import ApiError, from_validation_error
+from service.logs import LOGGER_NAME, hash_id, request_id_var
+
+if TYPE_CHECKING:
+    from service.metrics import ServiceMetrics
+    from service.scoring import Scorer
+    from service.settings import ServiceSettings
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+logger = logging.getLogger(LOGGER_NAME)
+
+_JSON = b"application/json"
+_API_KEY = API_KEY_HEADER.lower().encode()
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
+_SAFE_ID_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+_METHODS: dict[str, str] = {
+    SCORE_PATH: "POST",
+    SCORE_BATCH_PATH: "POST",
+    SCORE_FILE_PATH: "POST",
+    MODEL_PATH: "GET",
+}
+_ENDPOINTS = {
+    SCORE_PATH: "single",
+    SCORE_BATCH_PATH: "batch",
+    SCORE_FILE_PATH: "file",
+    MODEL_PATH: "model",
+}
+
+
+@dataclass
+class Runtime:
+    """What the app needs from the live service instance (bound once the model is loaded)."""
+
+    settings: ServiceSettings
+    scorer: Scorer
+    metrics: ServiceMetrics
+    model_info: bytes
+    #: Score one transaction through BentoML's adaptive batcher.
+    score_one: Callable[[Transaction], Awaitable[dict[str, Any]]]
+    api_keys: tuple[bytes, ...] = ()
+    id_salt: bytes = b""
+    in_flight: int = 0
+    resolved: bool = False
+
+
+class ScoringApp:
+    """Raw ASGI app for the contract's ``/v1`` routes."""
+
+    def __init__(self) -> None:
+        self.runtime: Runtime | None = None
+
+    def bind(self, runtime: Runtime) -> None:
+        """Attach the loaded model and settings (called by the service instance)."""
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route, authenticate, limit, handle; every failure becomes a contract error body."""
+        if scope["type"] != "http":
+            return
+        runtime = self.runtime
+        headers = dict(scope["headers"])
+        request_id = _request_id(headers.get(_REQUEST_ID))
+        token = request_id_var.set(request_id)
+        path = scope["path"]
+        endpoint = _ENDPOINTS.get(path, "unknown")
+        started = time.perf_counter()
+        try:
+            if runtime is None:
+                raise ApiError(503, "not_ready", "The model is not loaded yet.")
+            if not runtime.resolved:
+                # The adaptive batcher lives in BentoML's app; find it once via the main app.
+                resolve = getattr(runtime.score_one, "resolve", None)
+                if resolve is not None:
+                    resolve(scope.get("app"))
+                runtime.resolved = True
+            if runtime.in_flight >= runtime.settings.max_concurrency:
+                raise ApiError(
+                    503,
+                    "overloaded",
+                    "Too many requests in flight; retry shortly.",
+                    reason="overloaded",
+                    headers={"retry-after": "1"},
+                )
+            runtime.in_flight += 1
+            try:
+                status, body, content_type, extra = await self._handle(
+                    runtime, scope, receive, headers, path
+                )
+            finally:
+                runtime.in_flight -= 1
+        except ApiError as exc:
+            await _respond(
+                send,
+                exc.status,
+                body=exc.body(),
+                content_type=_JSON,
+                request_id=request_id,
+                extra=exc.headers,
+            )
+            if runtime is not None:
+                runtime.metrics.reject(endpoint, exc.reason)
+            logger.warning(
+                "request rejected",
+                extra={
+                    "path": path,
+                    "status": exc.status,
+                    "error": exc.code,
+                    "fields": [e["field"] for e in exc.errors[:10]],
+                },
+            )
+            request_id_var.reset(token)
+            return
+        except Exception:
+            logger.exception("unhandled error", extra={"path": path})
+            await _respond(
+                send,
+                500,
+                body=_INTERNAL_ERROR,
+                content_type=_JSON,
+                request_id=request_id,
+                extra={},
+            )
+            request_id_var.reset(token)
+            return
+        await _respond(
+            send,
+            status,
+            body=body,
+            content_type=content_type,
+            request_id=request_id,
+            extra=extra,
+        )
+        if runtime.settings.access_log:
+            logger.info(
+                "request",
+                extra={
+                    "path": path,
+                    "status": status,
+                    "bytes": len(body),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                },
+            )
+        request_id_var.reset(token)
+
+    async def _handle(
+        self,
+        runtime: Runtime,
+        scope: Scope,
+        receive: Receive,
+        headers: dict[bytes, bytes],
+        path: str,
+    ) -> tuple[int, bytes, bytes, dict[str, str]]:
+        expected = _METHODS.get(path)
+        if expected is None:
+            raise ApiError(404, "not_found", f"No route {path}.", reason="not_found")
+        if scope["method"] != expected:
+            raise ApiError(
+                405,
+                "method_not_allowed",
+                f"{path} accepts {expected} only.",
+                reason="method",
+                headers={"allow": expected},
+            )
+        _authenticate(runtime, headers)
+        if path == SCORE_PATH:
+            body = await _read_json_body(receive, headers, runtime.settings.max_body_bytes)
+            try:
+                transaction = Transaction.model_validate_json(body)
+            except ValidationError as exc:
+                raise from_validation_error(exc) from None
+            result = await runtime.score_one(transaction)
+            if runtime.settings.access_log:
+                logger.info(
+                    "scored",
+                    extra={
+                        "customer": hash_id(transaction.customer_id, runtime.id_salt),
+                        "transaction_id": transaction.transaction_id,
+                        "is_fraud": result["is_fraud"],
+                    },
+                )
+            return 200, orjson.dumps(result), _JSON, {}
+        if path == SCORE_BATCH_PATH:
+            body = await _read_json_body(receive, headers, runtime.settings.max_body_bytes)
+            try:
+                batch = BatchRequest.model_validate_json(body)
+            except ValidationError as exc:
+                raise from_validation_error(exc) from None
+            results = await anyio.to_thread.run_sync(
+                _score_and_observe, runtime, batch.transactions, "batch"
+            )
+            payload = {"model_tag": runtime.scorer.model_tag, "results": results}
+            return 200, orjson.dumps(payload), _JSON, {}
+        if path == SCORE_FILE_PATH:
+            return await _score_file(runtime, scope, receive, headers)
+        return 200, runtime.model_info, _JSON, {}
+
+
+def _score_and_observe(
+    runtime: Runtime, transactions: Sequence[Transaction], endpoint: str
+) -> list[dict[str, Any]]:
+    """Score in one model call and record the metrics (runs in a worker thread)."""
+    import numpy as np  # noqa: PLC0415
+
+    results = runtime.scorer.score(transactions)
+    runtime.metrics.observe_batch(endpoint, len(results))
+    runtime.metrics.observe_scores(
+        endpoint,
+        np.fromiter((r["fraud_probability"] for r in results), dtype=np.float64),
+        np.fromiter((r["is_fraud"] for r in results), dtype=bool),
+    )
+    return results
+
+
+async def _score_file(
+    runtime: Runtime, scope: Scope, receive: Receive, headers: dict[bytes, bytes]
+) -> tuple[int, bytes, bytes, dict[str, str]]:
+    from starlette.datastructures import UploadFile  # noqa: PLC0415
+    from starlette.requests import Request  # noqa: PLC0415
+
+    from service.tables import detect_format, output_filename, score_table  # noqa: PLC0415
+
+    content_type = headers.get(b"content-type", b"").decode("latin-1")
+    if not content_type.startswith("multipart/form-data"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Upload the file as multipart/form-data with the field 'file'.",
+            [{"field": "content-type", "reason": f"got {content_type or 'none'!r}"}],
+            reason="content_type",
+        )
+    limit = runtime.settings.max_file_bytes
+    _check_declared_length(headers, limit)
+    request = Request(scope, _limited(receive, limit))
+    try:
+        form = await request.form(max_files=1, max_fields=10, max_part_size=limit)
+    except ApiError:
+        raise
+    except Exception as exc:
+        raise ApiError(
+            400,
+            "malformed_multipart",
+            "The multipart body cannot be parsed.",
+            [{"field": "body", "reason": " ".join(str(exc).split())[:200]}],
+            reason="malformed_body",
+        ) from exc
+    upload = form.get(FILE_FIELD)
+    if not isinstance(upload, UploadFile):
+        raise ApiError(
+            422,
+            "invalid_input",
+            "The multipart field 'file' is required.",
+            [{"field": FILE_FIELD, "reason": "missing or not a file"}],
+            reason="missing_field",
+        )
+    content = await upload.read()
+    await form.close()
+    scored = await anyio.to_thread.run_sync(
+        lambda: score_table(
+            content,
+            filename=upload.filename,
+            content_type=upload.content_type,
+            scorer=runtime.scorer,
+            max_rows=runtime.settings.max_file_rows,
+        )
+    )
+    runtime.metrics.observe_batch("file", scored.rows)
+    runtime.metrics.observe_scores("file", scored.probabilities, scored.is_fraud)
+    table_format = detect_format(upload.filename, upload.content_type, content[:4])
+    disposition = f'attachment; filename="{output_filename(upload.filename, table_format)}"'
+    return 200, scored.content, scored.media_type.encode(), {"content-disposition": disposition}
+
+
+_INTERNAL_ERROR = orjson.dumps(
+    {
+        "error": "internal_error",
+        "message": "An unexpected error occurred; it was logged.",
+        "errors": [],
+    }
+)
+_CACHE_NO_STORE = (b"cache-control", b"no-store")
+
+
+def _request_id(raw: bytes | None) -> str:
+    if raw and len(raw) <= 64 and all(c in _SAFE_ID_CHARS for c in raw):
+        return raw.decode()
+    return secrets.token_hex(8)
+
+
+def _authenticate(runtime: Runtime, headers: dict[bytes, bytes]) -> None:
+    """Constant-time API-key check; 401 without saying what was wrong."""
+    if not runtime.api_keys:
+        return
+    presented = headers.get(_API_KEY, b"")
+    # Compare against every key (no early exit) so timing does not reveal which matched.
+    matched = False
+    for key in runtime.api_keys:
+        matched |= hmac.compare_digest(presented, key)
+    if not matched:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "Authentication required.",
+            reason="unauthorized",
+            headers={"www-authenticate": API_KEY_HEADER},
+        )
+
+
+def _check_declared_length(headers: dict[bytes, bytes], limit: int) -> None:
+    declared = headers.get(b"content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError(
+                400, "bad_request", "Invalid Content-Length header.", reason="malformed_body"
+            ) from None
+        if size > limit:
+            raise _too_large(limit)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "payload_too_large",
+        f"The request body exceeds {limit} bytes.",
+        [{"field": "body", "reason": f"larger than {limit} bytes"}],
+        reason="too_large",
+    )
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """A ``receive`` that fails with 413 once more than ``limit`` body bytes arrived."""
+    seen = 0
+
+    async def wrapped() -> dict[str, Any]:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _too_large(limit)
+        return message
+
+    return wrapped
+
+
+async def _read_json_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
+    content_type = headers.get(b"content-type", b"")
+    media = content_type.split(b";", 1)[0].strip().lower()
+    if media != _JSON and not (media.startswith(b"application/") and media.endswith(b"+json")):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Send the body as application/json.",
+            [
+                {
+                    "field": "content-type",
+                    "reason": f"got {content_type.decode('latin-1') or 'none'!r}",
+                }
+            ],
+            reason="content_type",
+        )
+    _check_declared_length(headers, limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(
+                400, "client_disconnected", "The client went away.", reason="disconnected"
+            )
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    *,
+    body: bytes,
+    content_type: bytes,
+    request_id: str,
+    extra: dict[str, str],
+) -> None:
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (_REQUEST_ID, request_id.encode()),
+        _CACHE_NO_STORE,
+    ]
+    headers.extend((k.encode(), v.encode()) for k, v in extra.items())
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class SecurityHeadersMiddleware:
+    """Adds security headers to every response; blocks HTTP access to internal routes."""
+
+    HEADERS: tuple[tuple[bytes, bytes], ...] = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"content-security-policy", b"frame-ancestors 'none'"),
+    )
+
+    def __init__(self, app: Any, internal_paths: Sequence[str] = ()) -> None:
+        self.app = app
+        self.internal_paths = frozenset(internal_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Wrap ``send`` to append the headers to the response start message."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] in self.internal_paths:
+            body = orjson.dumps({"error": "not_found", "message": "No such route.", "errors": []})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 404,
+                    "headers": [(b"content-type", _JSON), *self.HEADERS],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,91 @@
+"""The service's own Prometheus metrics (BentoML's request metrics are exported beside them).
+
+``prometheus_client`` is imported only when :func:`create_metrics` runs inside a worker:
+BentoML sets ``PROMETHEUS_MULTIPROC_DIR`` at worker start-up, and prometheus_client picks
+its (multi-process) value store at import time. That is what makes ``/metrics`` add up the
+samples of every worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Buckets for fraud probabilities (dense near 0 where most genuine traffic lands).
+PROBABILITY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
+
+
+@dataclass(frozen=True)
+class ServiceMetrics:
+    """Handles to the metric families (label values are bound lazily, cheaply)."""
+
+    score: Any
+    decisions: Any
+    batch_size: Any
+    model_info: Any
+    rejections: Any
+
+    def observe_scores(
+        self, endpoint: str, probabilities: np.ndarray, is_fraud: np.ndarray
+    ) -> None:
+        """Record a scored batch: histogram of scores, decisions by outcome, rows per call."""
+        histogram = self.score.labels(endpoint=endpoint)
+        for value in probabilities.tolist():
+            histogram.observe(value)
+        frauds = int(np.count_nonzero(is_fraud))
+        if frauds:
+            self.decisions.labels(endpoint=endpoint, outcome="fraud").inc(frauds)
+        if len(is_fraud) - frauds:
+            self.decisions.labels(endpoint=endpoint, outcome="genuine").inc(len(is_fraud) - frauds)
+
+    def observe_batch(self, endpoint: str, rows: int) -> None:
+        """Rows passed to one model call."""
+        self.batch_size.labels(endpoint=endpoint).observe(rows)
+
+    def reject(self, endpoint: str, reason: str) -> None:
+        """Count an input rejection (4xx) by reason."""
+        self.rejections.labels(endpoint=endpoint, reason=reason).inc()
+
+
+def create_metrics(model_tag: str, threshold: float) -> ServiceMetrics:
+    """Register the metric families (call once per worker, after BentoML set it up)."""
+    import prometheus_client as prom  # noqa: PLC0415  (see the module docstring)
+
+    name, _, version = model_tag.partition(":")
+    info = prom.Gauge(
+        "fraud_model_info",
+        "The model being served (value 1); labels identify it.",
+        ["model_name", "model_version", "model_tag", "threshold"],
+        multiprocess_mode="max",
+    )
+    info.labels(
+        model_name=name, model_version=version, model_tag=model_tag, threshold=f"{threshold:g}"
+    ).set(1)
+    return ServiceMetrics(
+        score=prom.Histogram(
+            "fraud_score_probability",
+            "Fraud probabilities returned, per endpoint.",
+            ["endpoint"],
+            buckets=PROBABILITY_BUCKETS,
+        ),
+        decisions=prom.Counter(
+            "fraud_decisions",
+            "Scored transactions by decision outcome (fraud/genuine), per endpoint.",
+            ["endpoint", "outcome"],
+        ),
+        batch_size=prom.Histogram(
+            "fraud_model_batch_size_rows",
+            "Rows per model call (adaptive batches for single scoring).",
+            ["endpoint"],
+            buckets=BATCH_SIZE_BUCKETS,
+        ),
+        model_info=info,
+        rejections=prom.Counter(
+            "fraud_input_rejections",
+            "Requests rejected with a 4xx because of their input, by reason.",
+            ["endpoint", "reason"],
+        ),
+    )

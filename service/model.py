@@ -1,0 +1,111 @@
+"""The served model: booster + card, loaded once, and the vectorised predictions on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+
+from fraud_contract.artifact import ModelCard, load_card
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be served (missing, corrupt card, unreadable booster, wrong shape)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Model output for ``n`` rows: probabilities and per-feature TreeSHAP contributions."""
+
+    probabilities: np.ndarray  # (n,) float64
+    contributions: np.ndarray | None  # (n, n_features) float32, bias column dropped
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A booster and its card, ready to predict."""
+
+    tag: str
+    booster: xgb.Booster
+    card: ModelCard
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Model inputs, in booster column order."""
+        return tuple(self.card.feature_names)
+
+    def predict(self, matrix: np.ndarray, *, explain: bool) -> Prediction:
+        """Score a feature matrix; with ``explain`` also return TreeSHAP contributions.
+
+        With contributions the probability is derived from them (the contributions plus the
+        bias sum to the margin), so one tree traversal serves both.
+        """
+        if not explain:
+            probabilities = np.asarray(
+                self.booster.inplace_predict(matrix, missing=np.nan), dtype=np.float64
+            )
+            return Prediction(probabilities.reshape(-1), None)
+        dmatrix = xgb.DMatrix(matrix, missing=np.nan, feature_names=list(self.feature_names))
+        contribs = self.booster.predict(dmatrix, pred_contribs=True, validate_features=False)
+        margin = contribs.sum(axis=1, dtype=np.float64)
+        probabilities = 1.0 / (1.0 + np.exp(-margin))
+        return Prediction(probabilities, contribs[:, :-1])
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def load_model(stored: Any, *, threads: int) -> LoadedModel:
+    """Load a BentoML model (``bentoml.Model``) and check it can actually score.
+
+    Raises:
+        ModelLoadError: with a one-line reason naming the tag.
+    """
+    import bentoml  # noqa: PLC0415  (heavy; only the serving process needs it)
+
+    tag = str(stored.tag)
+    try:
+        card = load_card(dict(stored.info.metadata))
+    except Exception as exc:
+        raise ModelLoadError(f"model {tag}: invalid model card: {_one_line(exc)}") from exc
+    try:
+        booster = bentoml.xgboost.load_model(stored)
+    except Exception as exc:
+        raise ModelLoadError(f"model {tag}: cannot load booster: {_one_line(exc)}") from exc
+    if not isinstance(booster, xgb.Booster):
+        booster = booster.get_booster()
+    booster.set_param({"nthread": threads})
+    if booster.num_features() != len(card.feature_names):
+        raise ModelLoadError(
+            f"model {tag}: booster has {booster.num_features()} inputs, "
+            f"card lists {len(card.feature_names)}"
+        )
+    model = LoadedModel(tag=tag, booster=booster, card=card)
+    warm_up(model)
+    return model
+
+
+def warm_up(model: LoadedModel) -> None:
+    """Run both prediction paths once and check they agree (readiness depends on this).
+
+    The probability derived from TreeSHAP contributions equals the plain prediction only for
+    a logistic objective: anything else is refused rather than served wrongly.
+    """
+    rng = np.random.default_rng(0)
+    matrix = rng.random((4, len(model.feature_names)), dtype=np.float32)
+    matrix[0, :] = np.nan
+    try:
+        plain = model.predict(matrix, explain=False).probabilities
+        explained = model.predict(matrix, explain=True).probabilities
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model {model.tag}: warm-up prediction failed: {_one_line(exc)}"
+        ) from exc
+    if not np.allclose(plain, explained, atol=1e-4):
+        raise ModelLoadError(
+            f"model {model.tag}: contributions do not reproduce the probability "
+            "(objective must be binary:logistic)"
+        )

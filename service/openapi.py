@@ -1,0 +1,237 @@
+"""The OpenAPI document served at ``/docs.json`` (Swagger UI at ``/`` and ``/docs``).
+
+BentoML generates the document for its own routes (health, metrics); the contract's ``/v1``
+routes live in a mounted ASGI app, so their operations are described here, from the same
+pydantic models the app validates with, with real simulator transactions as examples.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from fraud_contract.api import (
+    API_KEY_HEADER,
+    FILE_FIELD,
+    MAX_BATCH_TRANSACTIONS,
+    MODEL_PATH,
+    SCORE_BATCH_PATH,
+    SCORE_FILE_PATH,
+    SCORE_PATH,
+    BatchRequest,
+    BatchResult,
+    ErrorBody,
+    ModelInfo,
+    ScoreResult,
+)
+from fraud_contract.schema import Transaction, example_transaction
+
+EXAMPLES_PATH = Path(__file__).resolve().parents[1] / "fraud_contract" / "examples.json"
+_REF = "#/components/schemas/{model}"
+
+
+def load_examples(path: Path = EXAMPLES_PATH) -> list[dict[str, Any]]:
+    """Simulator examples (``name``, ``description``, ``transaction``); a minimal one if absent."""
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+        examples = [item for item in items if Transaction.model_validate(item["transaction"])]
+    except (OSError, ValueError, KeyError, TypeError):
+        examples = []
+    if not examples:
+        examples = [
+            {
+                "name": "example",
+                "description": "A minimal valid transaction.",
+                "transaction": example_transaction(),
+            }
+        ]
+    return examples
+
+
+def _error_responses(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "Malformed JSON or multipart body.",
+        401: "Missing or wrong API key (when keys are configured).",
+        413: "Body larger than the configured limit.",
+        415: "Wrong content type.",
+        422: "Input violates the contract; 'errors' names each field/row and the reason.",
+        503: "Overloaded (retry after the Retry-After seconds) or not ready.",
+    }
+    ref = {"$ref": _REF.format(model="ErrorBody")}
+    return {
+        str(code): {"description": text[code], "content": {"application/json": {"schema": ref}}}
+        for code in statuses
+    }
+
+
+def contract_paths(examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """OpenAPI path items for the ``/v1`` routes."""
+    named = {
+        item["name"]: {
+            "summary": item.get("description", item["name"]),
+            "value": item["transaction"],
+        }
+        for item in examples
+    }
+    security: list[dict[str, list[str]]] = [{"ApiKey": []}]
+    errors = _error_responses(400, 401, 413, 415, 422, 503)
+    return {
+        SCORE_PATH: {
+            "post": {
+                "tags": ["Scoring"],
+                "operationId": "score",
+                "security": security,
+                "summary": "Score one transaction",
+                "description": "Fraud probability, decision at the model threshold, risk band and "
+                "the top TreeSHAP reasons. Requests are grouped into model calls by BentoML "
+                "adaptive batching. Unknown fields are rejected (422).",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": _REF.format(model="Transaction")},
+                            "examples": named,
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "The score.",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": _REF.format(model="ScoreResult")}
+                            }
+                        },
+                    },
+                    **errors,
+                },
+            }
+        },
+        SCORE_BATCH_PATH: {
+            "post": {
+                "tags": ["Scoring"],
+                "operationId": "score_batch",
+                "security": security,
+                "summary": f"Score 1 to {MAX_BATCH_TRANSACTIONS} transactions",
+                "description": "One result per transaction, in request order.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": _REF.format(model="BatchRequest")},
+                            "example": {"transactions": [item["transaction"] for item in examples]},
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "The scores.",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": _REF.format(model="BatchResult")}
+                            }
+                        },
+                    },
+                    **errors,
+                },
+            }
+        },
+        SCORE_FILE_PATH: {
+            "post": {
+                "tags": ["Scoring"],
+                "operationId": "score_file",
+                "security": security,
+                "summary": "Score a CSV or Parquet file",
+                "description": "Multipart field 'file'. Returns the same file format with the "
+                "columns fraud_probability, is_fraud and risk_band added. Extra columns are kept.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": [FILE_FIELD],
+                                "properties": {FILE_FIELD: {"type": "string", "format": "binary"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "The scored file.",
+                        "content": {
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/vnd.apache.parquet": {
+                                "schema": {"type": "string", "format": "binary"}
+                            },
+                        },
+                    },
+                    **errors,
+                },
+            }
+        },
+        MODEL_PATH: {
+            "get": {
+                "tags": ["Model"],
+                "operationId": "model_info",
+                "security": security,
+                "summary": "Model card of the served model",
+                "responses": {
+                    "200": {
+                        "description": "Tag, training date, metrics, threshold, "
+                        "risk bands, feature names and the request schema.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": _REF.format(model="ModelInfo")}}
+                        },
+                    },
+                    **_error_responses(401),
+                },
+            }
+        },
+    }
+
+
+def contract_components() -> dict[str, Any]:
+    """JSON schemas of the request and response models, by name."""
+    _, top = models_json_schema(
+        [
+            (Transaction, "validation"),
+            (BatchRequest, "validation"),
+            (ScoreResult, "serialization"),
+            (BatchResult, "serialization"),
+            (ErrorBody, "serialization"),
+            (ModelInfo, "serialization"),
+        ],
+        ref_template=_REF,
+    )
+    return dict(top.get("$defs", {}))
+
+
+def build_spec(bentoml_spec: dict[str, Any], *, internal_paths: set[str]) -> dict[str, Any]:
+    """BentoML's own document plus the contract's routes, components and security scheme."""
+    examples = load_examples()
+    spec = dict(bentoml_spec)
+    spec["openapi"] = "3.1.0"
+    paths = {p: item for p, item in spec.get("paths", {}).items() if p not in internal_paths}
+    paths.update(contract_paths(examples))
+    spec["paths"] = paths
+    components = dict(spec.get("components", {}))
+    schemas = dict(components.get("schemas", {}))
+    schemas.update(contract_components())
+    components["schemas"] = schemas
+    components["securitySchemes"] = {
+        "ApiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+    }
+    spec["components"] = components
+    info = dict(spec.get("info", {}))
+    info["title"] = "Fraud scoring API"
+    info["description"] = (
+        "Scores card transactions with the trained XGBoost model. Health (/livez, /readyz) "
+        "and /metrics never need an API key."
+    )
+    spec["info"] = info
+    spec["tags"] = [{"name": "Scoring"}, {"name": "Model"}, *spec.get("tags", [])]
+    return spec

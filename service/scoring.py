@@ -1,0 +1,107 @@
+"""Scoring logic: validated transactions or an uploaded table -> decisions and reasons.
+
+Everything here works on whole batches with numpy (no per-row DataFrame, no per-row model
+call); the HTTP layer only parses, validates once and serialises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fraud_contract.features import columns_from_records, compute_features
+from fraud_contract.schema import Transaction
+from service.model import LoadedModel, Prediction
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Vectorised decisions for ``n`` rows."""
+
+    probabilities: np.ndarray
+    is_fraud: np.ndarray
+    bands: list[str]
+
+
+class Scorer:
+    """Turns transactions into :class:`fraud_contract.api.ScoreResult`-shaped dicts."""
+
+    def __init__(self, model: LoadedModel, *, threshold: float | None, top_k: int) -> None:
+        self.model = model
+        self.model_tag = model.tag
+        self.threshold = model.card.threshold if threshold is None else threshold
+        self.top_k = min(top_k, len(model.feature_names))
+        self.feature_names = model.feature_names
+        self._band_lowers = np.array([band.lower for band in model.card.risk_bands])
+        self._band_names = np.array([band.name for band in model.card.risk_bands], dtype=object)
+
+    def decide(self, probabilities: np.ndarray) -> Decisions:
+        """Threshold decision and risk band for each probability."""
+        index = np.searchsorted(self._band_lowers, probabilities, side="right") - 1
+        bands = self._band_names[np.clip(index, 0, len(self._band_names) - 1)].tolist()
+        return Decisions(probabilities, probabilities >= self.threshold, bands)
+
+    def features(self, transactions: Sequence[Transaction]) -> np.ndarray:
+        """The model matrix for already-validated transactions."""
+        return compute_features(columns_from_records(transactions), self.feature_names)
+
+    def score(self, transactions: Sequence[Transaction]) -> list[dict[str, Any]]:
+        """Score validated transactions; one result dict per transaction, in order."""
+        if not transactions:
+            return []
+        matrix = self.features(transactions)
+        prediction = self.model.predict(matrix, explain=self.top_k > 0)
+        return self.results([t.transaction_id for t in transactions], matrix, prediction)
+
+    def results(
+        self, transaction_ids: Sequence[str | None], matrix: np.ndarray, prediction: Prediction
+    ) -> list[dict[str, Any]]:
+        """Build result dicts (plain Python values, ready for orjson)."""
+        decisions = self.decide(prediction.probabilities)
+        probabilities = prediction.probabilities.tolist()
+        flags = decisions.is_fraud.tolist()
+        reasons = self._reasons(matrix, prediction.contributions)
+        return [
+            {
+                "transaction_id": transaction_ids[i],
+                "fraud_probability": probabilities[i],
+                "is_fraud": flags[i],
+                "risk_band": decisions.bands[i],
+                "threshold": self.threshold,
+                "model_tag": self.model_tag,
+                "reasons": reasons[i],
+            }
+            for i in range(len(probabilities))
+        ]
+
+    def _reasons(
+        self, matrix: np.ndarray, contributions: np.ndarray | None
+    ) -> list[list[dict[str, Any]]]:
+        """Top-k features by absolute contribution, largest first, per row."""
+        n_rows = matrix.shape[0]
+        if contributions is None or self.top_k == 0:
+            return [[] for _ in range(n_rows)]
+        k = self.top_k
+        order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+        rows = np.arange(n_rows)[:, None]
+        # float32 model inputs, rounded so that 157.2 is not shown as 157.1999969482422.
+        values = np.round(matrix[rows, order].astype(np.float64), 6)
+        picked = np.round(contributions[rows, order].astype(np.float64), 6).tolist()
+        names = self.feature_names
+        value_lists = values.tolist()
+        missing = np.isnan(values).tolist()
+        order_lists = order.tolist()
+        return [
+            [
+                {
+                    "feature": names[order_lists[i][j]],
+                    "value": None if missing[i][j] else value_lists[i][j],
+                    "contribution": picked[i][j],
+                }
+                for j in range(k)
+            ]
+            for i in range(n_rows)
+        ]

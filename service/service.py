@@ -1,0 +1,259 @@
+"""The BentoML service: ``bentoml serve service.service:FraudScoring``.
+
+* The model is declared on the service (``bentoml.models.BentoModel``), so ``bentoml build``
+  packs it into the Bento. It is loaded and warmed up once per process, at import: a missing
+  or corrupt model stops the process with exit code 2 and one line naming the tag, before any
+  worker starts serving.
+* The contract's ``/v1`` routes are a lean ASGI app mounted into the service
+  (:mod:`service.http`); single transactions are scored through BentoML's adaptive batching of
+  the ``batchable=True`` API :meth:`FraudScoring.score_adaptive` (called in-process; its own
+  HTTP route is internal and answers 404 from outside).
+* All configuration comes from :class:`service.settings.ServiceSettings` (``FRAUD_*``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import bentoml
+import numpy as np
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from fraud_contract.api import DOCS_PATH, OPENAPI_PATH, ModelInfo
+from fraud_contract.schema import Transaction
+from service.errors import ApiError
+from service.http import Runtime, ScoringApp, SecurityHeadersMiddleware
+from service.logs import LOGGER_NAME, configure_logging
+from service.metrics import create_metrics
+from service.model import LoadedModel, ModelLoadError, load_model
+from service.openapi import build_spec
+from service.scoring import Scorer
+from service.settings import ServiceSettings, get_settings
+
+settings = get_settings()
+logger = logging.getLogger(LOGGER_NAME)
+
+#: The model served, declared so that ``bentoml build`` packs it into the Bento.
+MODEL = bentoml.models.BentoModel(settings.model_tag)
+#: Route of the batchable API (reachable in-process only; see the module docstring).
+ADAPTIVE_ROUTE = "/internal/score-adaptive"
+ADAPTIVE_API = "score_adaptive"
+
+
+def load_served_model(model: bentoml.models.BentoModel, config: ServiceSettings) -> LoadedModel:
+    """Resolve the declared model in the local store, load it and warm it up.
+
+    Raises:
+        ModelLoadError: one line naming the tag (missing, corrupt card or booster, ...).
+    """
+    stored = model.stored  # the local store only: never a remote pull at start-up
+    if stored is None:
+        home = os.environ.get("BENTOML_HOME", "~/bentoml")
+        raise ModelLoadError(
+            f"model {config.model_tag} not found in the BentoML model store at {home} "
+            "(train one with `make train`)"
+        )
+    return load_model(stored, threads=config.model_threads)
+
+
+def _load_or_exit() -> LoadedModel:
+    try:
+        return load_served_model(MODEL, settings)
+    except ModelLoadError as exc:
+        print(f"fraud-scoring: cannot serve: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+_LOADED = _load_or_exit()
+SCORING_APP = ScoringApp()
+
+
+def _model_info_bytes(model: LoadedModel, threshold: float) -> bytes:
+    card = model.card
+    name, _, version = model.tag.partition(":")
+    info = ModelInfo.model_validate(
+        {
+            "tag": model.tag,
+            "name": name,
+            "version": version,
+            "trained_at": card.trained_at,
+            "threshold": threshold,
+            "model_threshold": card.threshold,
+            "threshold_rule": card.threshold_rule,
+            "risk_bands": card.risk_bands,
+            "metrics": card.metrics,
+            "scenario_recall": card.scenario_recall,
+            "feature_names": card.feature_names,
+            "dataset": card.dataset,
+            "code_version": card.code_version,
+            "schema": Transaction.model_json_schema(),
+        }
+    )
+    return orjson.dumps(info.model_dump(mode="json", by_alias=True))
+
+
+_SPEC_CACHE: dict[str, bytes] = {}
+
+
+async def _openapi(_: Request) -> Response:
+    if "spec" not in _SPEC_CACHE:
+        spec = build_spec(_as_service().openapi_spec.asdict(), internal_paths={ADAPTIVE_ROUTE})
+        _SPEC_CACHE["spec"] = orjson.dumps(spec)
+    return Response(_SPEC_CACHE["spec"], media_type="application/json")
+
+
+async def _swagger(_: Request) -> Response:
+    import _bentoml_impl.server as bentoml_server  # noqa: PLC0415
+
+    page = os.path.join(os.path.dirname(bentoml_server.__file__), "main-openapi.html")  # noqa: PTH118, PTH120
+    return FileResponse(page)
+
+
+DOCS_APP = Starlette(routes=[Route(OPENAPI_PATH, _openapi), Route(DOCS_PATH, _swagger)])
+
+
+def _service_config(config: ServiceSettings) -> dict[str, Any]:
+    """BentoML configuration derived from the settings (see the README for why)."""
+    service_config: dict[str, Any] = {
+        "workers": config.workers,
+        "traffic": {"timeout": config.request_timeout_s},
+        # The /v1 app writes its own JSON access log (FRAUD_ACCESS_LOG); BentoML's text
+        # access log would log every request twice.
+        "logging": {"access": {"enabled": False}},
+        "endpoints": {"livez": "/livez", "readyz": "/readyz"},
+        "metrics": {"enabled": True, "namespace": "bentoml_service"},
+        # No spans on the hot path (no exporter is configured by default anyway).
+        "tracing": {"excluded_urls": ["/v1/score", "/livez", "/readyz", "/metrics"]},
+    }
+    if config.cors_origins:
+        service_config["http"] = {
+            "cors": {
+                "enabled": True,
+                "access_control_allow_origins": list(config.cors_origins),
+                "access_control_allow_methods": ["GET", "POST", "OPTIONS"],
+                "access_control_allow_headers": ["content-type", "x-api-key", "x-request-id"],
+                "access_control_max_age": 600,
+            }
+        }
+    return service_config
+
+
+@bentoml.asgi_app(DOCS_APP, path="/", name="docs")
+@bentoml.asgi_app(SCORING_APP, path="/v1", name="scoring")
+@bentoml.service(name="fraud_scoring", **_service_config(settings))
+class FraudScoring:
+    """Credit-card fraud scoring: single, batch and file scoring with explanations."""
+
+    model_ref = MODEL
+
+    def __init__(self) -> None:
+        self._ready = False
+        self.settings = settings
+        configure_logging(
+            log_format=settings.log_format,
+            level=settings.log_level,
+            model_version=_LOADED.tag.partition(":")[2],
+        )
+        self.model = _LOADED
+        self.scorer = Scorer(self.model, threshold=settings.threshold, top_k=settings.reasons_top_k)
+        self.metrics = create_metrics(self.model.tag, self.scorer.threshold)
+        # The full request path once (features, contributions, reasons) before readiness.
+        self.scorer.score([Transaction.model_validate(_WARM_UP)])
+        SCORING_APP.bind(
+            Runtime(
+                settings=settings,
+                scorer=self.scorer,
+                metrics=self.metrics,
+                model_info=_model_info_bytes(self.model, self.scorer.threshold),
+                score_one=_AdaptiveCaller(),
+                api_keys=settings.accepted_api_keys(),
+                id_salt=settings.id_hash_salt.get_secret_value().encode(),
+            )
+        )
+        self._ready = True
+        logger.info(
+            "model loaded", extra={"model_tag": self.model.tag, "threshold": self.scorer.threshold}
+        )
+
+    def __is_ready__(self) -> bool:
+        """Readiness: the model is loaded and the warm-up prediction ran."""
+        return self._ready
+
+    @bentoml.api(
+        route=ADAPTIVE_ROUTE,
+        batchable=True,
+        max_batch_size=settings.max_batch_size,
+        max_latency_ms=settings.max_latency_ms,
+    )
+    async def score_adaptive(self, transactions: list[Transaction]) -> list[dict[str, Any]]:
+        """Score an adaptive batch of validated transactions in one model call."""
+        results = self.scorer.score(transactions)
+        self.metrics.observe_batch("single", len(results))
+        self.metrics.observe_scores(
+            "single",
+            np.fromiter((r["fraud_probability"] for r in results), dtype=np.float64),
+            np.fromiter((r["is_fraud"] for r in results), dtype=bool),
+        )
+        return results
+
+
+def _as_service() -> Any:
+    """The decorated class is a ``bentoml.Service`` at run time (the type checker sees a class)."""
+    return FraudScoring
+
+
+_WARM_UP = {
+    "timestamp": "2018-08-09T14:23:05",
+    "customer_id": "warm-up",
+    "terminal_id": "warm-up",
+    "amount": 1.0,
+}
+
+
+class _AdaptiveCaller:
+    """Submits one transaction to BentoML's dispatcher for :meth:`FraudScoring.score_adaptive`.
+
+    BentoML creates that dispatcher (a ``CorkDispatcher``) in its app factory; the factory is
+    found once, through the API's route on the main app (``scope["app"]``), and from then on
+    each call is ``factory.batch_infer`` - exactly what the API's own route does.
+    """
+
+    def __init__(self) -> None:
+        self._batch_infer: Callable[..., Awaitable[Any]] | None = None
+
+    def resolve(self, app: Any) -> None:
+        """Find BentoML's app factory for this service from the main Starlette app."""
+        for route in getattr(app, "routes", []):
+            if getattr(route, "name", None) == ADAPTIVE_API:
+                self._batch_infer = route.endpoint.func.__self__.batch_infer
+                return
+        raise RuntimeError("BentoML route of the batchable API not found")
+
+    async def __call__(self, transaction: Transaction) -> dict[str, Any]:
+        """Score one transaction in the next adaptive batch."""
+        if self._batch_infer is None:
+            raise RuntimeError("adaptive batcher not resolved")
+        try:
+            results: Sequence[dict[str, Any]] = await self._batch_infer(
+                ADAPTIVE_API, ([transaction],), {}
+            )
+        except bentoml.exceptions.ServiceUnavailable:
+            raise ApiError(
+                503,
+                "overloaded",
+                "The scoring queue is full; retry shortly.",
+                reason="overloaded",
+                headers={"retry-after": "1"},
+            ) from None
+        return results[0]
+
+
+_as_service().add_asgi_middleware(SecurityHeadersMiddleware, internal_paths=[ADAPTIVE_ROUTE])
