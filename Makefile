@@ -98,7 +98,12 @@ test-unit: env ## Unit tests only (fast)
 ##@ Package and deploy
 .PHONY: image
 image: env ## Build the Bento and the OCI image (docker, buildah or podman; BACKEND=...)
+	$(PY) -m training.ensure_model --preset $(PRESET)
 	$(PY) scripts/build_image.py
+
+.PHONY: image-report
+image-report: env ## Time container start-to-ready and size the last image -> reports/image.*
+	$(PY) scripts/image_report.py
 
 .PHONY: chart-check
 chart-check: env ## helm lint, schema validation, kube-linter, checkov, chart template tests
