@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +87,29 @@ def load_model(stored: Any, *, threads: int) -> LoadedModel:
     model = LoadedModel(tag=tag, booster=booster, card=card)
     warm_up(model)
     return model
+
+
+def load_from_store(model_ref: Any, *, model_tag: str, threads: int) -> LoadedModel:
+    """Resolve a declared ``bentoml.models.BentoModel`` in the local store, load and warm it up.
+
+    Only the local store is consulted (never a remote pull at start-up).
+
+    Raises:
+        ModelLoadError: one line naming the tag (missing, corrupt card or booster, ...).
+    """
+    try:
+        stored = model_ref.stored
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model {model_tag}: cannot read the model store: {_one_line(exc)}"
+        ) from exc
+    if stored is None:
+        home = os.environ.get("BENTOML_HOME", "~/bentoml")
+        raise ModelLoadError(
+            f"model {model_tag} not found in the BentoML model store at {home} "
+            "(train one with `make train`)"
+        )
+    return load_model(stored, threads=threads)
 
 
 def warm_up(model: LoadedModel) -> None:

@@ -33,7 +33,7 @@ from service.errors import ApiError
 from service.http import Runtime, ScoringApp, SecurityHeadersMiddleware
 from service.logs import LOGGER_NAME, configure_logging
 from service.metrics import create_metrics
-from service.model import LoadedModel, ModelLoadError, load_model
+from service.model import LoadedModel, ModelLoadError, load_from_store
 from service.openapi import build_spec
 from service.scoring import Scorer
 from service.settings import ServiceSettings, get_settings
@@ -48,25 +48,9 @@ ADAPTIVE_ROUTE = "/internal/score-adaptive"
 ADAPTIVE_API = "score_adaptive"
 
 
-def load_served_model(model: bentoml.models.BentoModel, config: ServiceSettings) -> LoadedModel:
-    """Resolve the declared model in the local store, load it and warm it up.
-
-    Raises:
-        ModelLoadError: one line naming the tag (missing, corrupt card or booster, ...).
-    """
-    stored = model.stored  # the local store only: never a remote pull at start-up
-    if stored is None:
-        home = os.environ.get("BENTOML_HOME", "~/bentoml")
-        raise ModelLoadError(
-            f"model {config.model_tag} not found in the BentoML model store at {home} "
-            "(train one with `make train`)"
-        )
-    return load_model(stored, threads=config.model_threads)
-
-
 def _load_or_exit() -> LoadedModel:
     try:
-        return load_served_model(MODEL, settings)
+        return load_from_store(MODEL, model_tag=settings.model_tag, threads=settings.model_threads)
     except ModelLoadError as exc:
         print(f"fraud-scoring: cannot serve: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -1,0 +1,263 @@
+"""The /v1 ASGI app in-process: routing, auth, limits, headers and every bad-input case."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from fraud_contract.api import (
+    API_KEY_HEADER,
+    MAX_BATCH_TRANSACTIONS,
+    MODEL_PATH,
+    REQUEST_ID_HEADER,
+    SCORE_BATCH_PATH,
+    SCORE_FILE_PATH,
+    SCORE_PATH,
+    BatchResult,
+    ErrorBody,
+    ScoreResult,
+)
+from fraud_contract.schema import Transaction, example_transaction
+from service.http import Runtime, ScoringApp, SecurityHeadersMiddleware
+from service.model import LoadedModel
+from service.scoring import Scorer
+from service.settings import ServiceSettings
+from tests.support.api import load_tiny_model
+
+KEY = "unit-test-key"
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class RecordingMetrics:
+    """Stands in for the Prometheus metrics; records what the app reports."""
+
+    def __init__(self) -> None:
+        self.rejections: list[tuple[str, str]] = []
+        self.batches: list[tuple[str, int]] = []
+
+    def reject(self, endpoint: str, reason: str) -> None:
+        self.rejections.append((endpoint, reason))
+
+    def observe_batch(self, endpoint: str, rows: int) -> None:
+        self.batches.append((endpoint, rows))
+
+    def observe_scores(self, endpoint: str, probabilities: Any, is_fraud: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    return load_tiny_model(tmp_path_factory.mktemp("bentoml"))
+
+
+@pytest.fixture
+def metrics() -> RecordingMetrics:
+    return RecordingMetrics()
+
+
+@pytest.fixture
+def client(model: LoadedModel, metrics: RecordingMetrics) -> Iterator[httpx.AsyncClient]:
+    settings = ServiceSettings(api_keys=[KEY], max_body_bytes=64 * 1024, max_file_bytes=64 * 1024)
+    scorer = Scorer(model, threshold=None, top_k=3)
+
+    async def score_one(transaction: Transaction) -> dict[str, Any]:
+        return scorer.score([transaction])[0]
+
+    app = ScoringApp()
+    app.bind(
+        Runtime(
+            settings=settings,
+            scorer=scorer,
+            metrics=metrics,  # type: ignore[arg-type]
+            model_info=b'{"tag": "x"}',
+            score_one=score_one,
+            api_keys=settings.accepted_api_keys(),
+        )
+    )
+    wrapped = SecurityHeadersMiddleware(app, internal_paths=["/internal"])
+    transport = httpx.ASGITransport(app=wrapped)
+    yield httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers={API_KEY_HEADER: KEY}
+    )
+
+
+def _error(response: httpx.Response, status: int) -> ErrorBody:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = ErrorBody.model_validate_json(response.content)
+    assert "Traceback" not in response.text
+    return body
+
+
+async def test_score_returns_contract_result_with_security_headers(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        SCORE_PATH, json=example_transaction(), headers={REQUEST_ID_HEADER: "req-1"}
+    )
+    assert response.status_code == 200
+    result = ScoreResult.model_validate_json(response.content)
+    assert result.transaction_id == "tx-1"
+    assert len(result.reasons) == 3
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers[REQUEST_ID_HEADER] == "req-1"
+
+
+async def test_batch_keeps_order(client: httpx.AsyncClient, metrics: RecordingMetrics) -> None:
+    body = {
+        "transactions": [
+            example_transaction(transaction_id=f"b{i}", amount=i + 1.0) for i in range(7)
+        ]
+    }
+    response = await client.post(SCORE_BATCH_PATH, json=body)
+    result = BatchResult.model_validate_json(response.content)
+    assert [r.transaction_id for r in result.results] == [f"b{i}" for i in range(7)]
+    assert ("batch", 7) in metrics.batches
+
+
+async def test_model_info_needs_the_key(client: httpx.AsyncClient) -> None:
+    assert (await client.get(MODEL_PATH)).status_code == 200
+    response = await client.get(MODEL_PATH, headers={API_KEY_HEADER: ""})
+    _error(response, 401)
+
+
+@pytest.mark.parametrize("key", [None, "", "wrong", KEY + "x", KEY[:-1]])
+async def test_wrong_or_missing_key_is_401_without_details(
+    client: httpx.AsyncClient, key: str | None
+) -> None:
+    headers = {API_KEY_HEADER: key} if key is not None else {}
+    async with httpx.AsyncClient(transport=client._transport, base_url="http://test") as bare:
+        response = await bare.post(SCORE_PATH, json=example_transaction(), headers=headers)
+    body = _error(response, 401)
+    assert body.error == "unauthorized"
+    assert body.errors == []
+    assert KEY not in response.text
+
+
+BAD_SINGLE: list[tuple[str, Any, int, str]] = [
+    ("missing fields", {"amount": 1.0}, 422, "customer_id"),
+    ("wrong type", example_transaction(amount="lots"), 422, "amount"),
+    ("wrong type of id", example_transaction(customer_id=12), 422, "customer_id"),
+    ("negative amount", example_transaction(amount=-1.0), 422, "amount"),
+    ("absurd amount", example_transaction(amount=1e12), 422, "amount"),
+    ("negative count", example_transaction(customer_nb_tx_1d=-3), 422, "customer_nb_tx_1d"),
+    ("ratio above 1", example_transaction(terminal_risk_1d=1.5), 422, "terminal_risk_1d"),
+    ("bad timestamp", example_transaction(timestamp="yesterday"), 422, "timestamp"),
+    ("unknown field", example_transaction(cardholder_name="x"), 422, "cardholder_name"),
+    ("not an object", [1, 2], 422, "body"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "status", "field"), BAD_SINGLE, ids=[c[0] for c in BAD_SINGLE]
+)
+async def test_bad_single_input_names_the_field(
+    client: httpx.AsyncClient, case: str, body: Any, status: int, field: str
+) -> None:
+    error = _error(await client.post(SCORE_PATH, json=body), status)
+    assert field in {e.field for e in error.errors}, error
+    # and the process keeps serving
+    assert (await client.post(SCORE_PATH, json=example_transaction())).status_code == 200
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+async def test_non_finite_amounts_are_rejected(client: httpx.AsyncClient, literal: str) -> None:
+    raw = json.dumps(example_transaction(amount=0.0)).replace("0.0", literal, 1)
+    response = await client.post(
+        SCORE_PATH, content=raw, headers={"content-type": "application/json"}
+    )
+    error = _error(response, 422) if response.status_code == 422 else _error(response, 400)
+    assert error.errors
+
+
+async def test_malformed_json_is_400(client: httpx.AsyncClient, metrics: RecordingMetrics) -> None:
+    response = await client.post(
+        SCORE_PATH, content=b'{"amount": ', headers={"content-type": "application/json"}
+    )
+    assert _error(response, 400).error == "malformed_json"
+    assert ("single", "malformed_json") in metrics.rejections
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+async def test_wrong_content_type_is_415(client: httpx.AsyncClient, content_type: str) -> None:
+    response = await client.post(
+        SCORE_PATH,
+        content=json.dumps(example_transaction()),
+        headers={"content-type": content_type},
+    )
+    assert _error(response, 415).errors[0].field == "content-type"
+
+
+async def test_oversized_body_is_413_declared_or_streamed(client: httpx.AsyncClient) -> None:
+    big = b'{"transactions": [' + b" " * (70 * 1024) + b"]}"
+    response = await client.post(
+        SCORE_BATCH_PATH, content=big, headers={"content-type": "application/json"}
+    )
+    _error(response, 413)
+
+    async def stream() -> Any:
+        for _ in range(80):
+            yield b" " * 1024
+
+    response = await client.post(
+        SCORE_PATH, content=stream(), headers={"content-type": "application/json"}
+    )
+    _error(response, 413)
+
+
+async def test_batch_limits(client: httpx.AsyncClient) -> None:
+    error = _error(await client.post(SCORE_BATCH_PATH, json={"transactions": []}), 422)
+    assert error.errors[0].field == "transactions"
+    too_many = {"transactions": [{"amount": 1}] * (MAX_BATCH_TRANSACTIONS + 1)}
+    app_settings_limit = await client.post(SCORE_BATCH_PATH, json=too_many)
+    assert app_settings_limit.status_code in (413, 422)
+    bad_row = {"transactions": [example_transaction(), example_transaction(amount="x")]}
+    error = _error(await client.post(SCORE_BATCH_PATH, json=bad_row), 422)
+    assert error.errors[0].field == "transactions.1.amount"
+
+
+async def test_methods_and_unknown_routes(client: httpx.AsyncClient) -> None:
+    response = await client.get(SCORE_PATH)
+    assert _error(response, 405).error == "method_not_allowed"
+    assert response.headers["allow"] == "POST"
+    _error(await client.get("/v1/nothing-here"), 404)
+    blocked = await client.post("/internal", json={})
+    assert blocked.status_code == 404
+
+
+async def test_file_endpoint_bad_inputs(client: httpx.AsyncClient) -> None:
+    _error(await client.post(SCORE_FILE_PATH, json={"file": "x"}), 415)
+    response = await client.post(SCORE_FILE_PATH, files={"other": ("a.csv", b"x")})
+    assert _error(response, 422).errors[0].field == "file"
+    garbage = b"timestamp,customer_id,terminal_id,amount\nnope,C1,T1,abc\n"
+    response = await client.post(SCORE_FILE_PATH, files={"file": ("a.csv", garbage, "text/csv")})
+    fields = {e.field for e in _error(response, 422).errors}
+    assert {"rows.0.timestamp", "rows.0.amount"} <= fields
+    response = await client.post(
+        SCORE_FILE_PATH, files={"file": ("a.csv", b"x" * (65 * 1024), "text/csv")}
+    )
+    _error(response, 413)
+
+
+async def test_file_endpoint_scores_csv(client: httpx.AsyncClient) -> None:
+    csv = (
+        b"timestamp,customer_id,terminal_id,amount\n"
+        b"2018-04-01T10:00:00,C1,T1,12.5\n2018-04-01T11:00:00,C2,T2,900\n"
+    )
+    response = await client.post(SCORE_FILE_PATH, files={"file": ("day.csv", csv, "text/csv")})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    lines = response.text.strip().splitlines()
+    assert lines[0].endswith("fraud_probability,is_fraud,risk_band")
+    assert len(lines) == 3

@@ -1,0 +1,182 @@
+"""Scoring logic in-process: model loading, decisions, TreeSHAP reasons, file validation."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraud_contract.schema import Transaction, example_transaction
+from service.errors import ApiError
+from service.model import LoadedModel, ModelLoadError, load_from_store, load_model
+from service.scoring import Scorer
+from service.tables import score_table
+from tests.support.api import load_tiny_model
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    return load_tiny_model(tmp_path_factory.mktemp("bentoml"))
+
+
+def _transactions(n: int) -> list[Transaction]:
+    rng = np.random.default_rng(1)
+    return [
+        Transaction.model_validate(
+            example_transaction(
+                transaction_id=f"tx-{i}",
+                amount=float(rng.gamma(2, 60)),
+                customer_avg_amount_30d=float(rng.gamma(2, 30)),
+                terminal_risk_7d=float(rng.random()),
+            )
+        )
+        for i in range(n)
+    ]
+
+
+def test_probabilities_match_the_booster_and_reasons_explain_them(model: LoadedModel) -> None:
+    scorer = Scorer(model, threshold=None, top_k=3)
+    transactions = _transactions(40)
+    results = scorer.score(transactions)
+    matrix = scorer.features(transactions)
+    expected = model.booster.inplace_predict(matrix, missing=np.nan)
+    assert [r["transaction_id"] for r in results] == [t.transaction_id for t in transactions]
+    np.testing.assert_allclose([r["fraud_probability"] for r in results], expected, atol=1e-5)
+    for result in results:
+        assert result["is_fraud"] == (result["fraud_probability"] >= model.card.threshold)
+        assert result["model_tag"] == model.tag
+        contributions = [abs(reason["contribution"]) for reason in result["reasons"]]
+        assert len(contributions) == 3
+        assert contributions == sorted(contributions, reverse=True)
+        assert all(reason["feature"] in model.feature_names for reason in result["reasons"])
+
+
+def test_top_reason_is_the_largest_treeshap_contribution(model: LoadedModel) -> None:
+    scorer = Scorer(model, threshold=None, top_k=1)
+    transactions = _transactions(5)
+    matrix = scorer.features(transactions)
+    full = model.predict(matrix, explain=True).contributions
+    assert full is not None
+    for row, result in enumerate(scorer.score(transactions)):
+        top = int(np.argmax(np.abs(full[row])))
+        assert result["reasons"][0]["feature"] == model.feature_names[top]
+
+
+def test_threshold_override_and_risk_bands(model: LoadedModel) -> None:
+    always = Scorer(model, threshold=0.0, top_k=0)
+    results = always.score(_transactions(10))
+    assert all(r["is_fraud"] and r["threshold"] == 0.0 and r["reasons"] == [] for r in results)
+    lowers = [band.lower for band in model.card.risk_bands]
+    names = [band.name for band in model.card.risk_bands]
+    for result in results:
+        index = max(i for i, lower in enumerate(lowers) if result["fraud_probability"] >= lower)
+        assert result["risk_band"] == names[index]
+
+
+def test_missing_aggregates_are_reported_as_null_values(model: LoadedModel) -> None:
+    scorer = Scorer(model, threshold=None, top_k=len(model.feature_names))
+    (result,) = scorer.score([Transaction.model_validate(example_transaction())])
+    values = {reason["feature"]: reason["value"] for reason in result["reasons"]}
+    assert values["customer_nb_tx_1d"] is None
+    assert values["amount"] == pytest.approx(57.16)
+
+
+def test_missing_model_is_one_line_naming_the_tag() -> None:
+    class Missing:
+        stored = None
+
+    with pytest.raises(ModelLoadError) as info:
+        load_from_store(Missing(), model_tag="fraud-detector:nope", threads=1)
+    assert "fraud-detector:nope" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_corrupt_card_is_refused(model: LoadedModel) -> None:
+    class Info:
+        metadata: ClassVar[dict[str, str]] = {"threshold": "not a number"}
+
+    class Stored:
+        tag = "fraud-detector:broken"
+        info = Info()
+
+    with pytest.raises(ModelLoadError, match=r"fraud-detector:broken: invalid model card"):
+        load_model(Stored(), threads=1)
+
+
+def _csv(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def test_csv_file_is_scored_and_keeps_extra_columns(model: LoadedModel) -> None:
+    scorer = Scorer(model, threshold=None, top_k=3)
+    frame = pd.DataFrame(
+        [example_transaction(transaction_id=f"t{i}", amount=10.0 * i) for i in range(1, 6)]
+    )
+    frame["label"] = [0, 1, 0, 1, 0]
+    scored = score_table(
+        _csv(frame), filename="x.csv", content_type="text/csv", scorer=scorer, max_rows=100
+    )
+    out = pd.read_csv(io.BytesIO(scored.content))
+    assert list(out.columns) == [*frame.columns, "fraud_probability", "is_fraud", "risk_band"]
+    single = scorer.score(
+        [Transaction.model_validate(r) for r in frame.drop(columns="label").to_dict("records")]
+    )
+    np.testing.assert_allclose(
+        out["fraud_probability"], [r["fraud_probability"] for r in single], atol=1e-6
+    )
+
+
+def test_parquet_file_round_trips(model: LoadedModel, tmp_path: Path) -> None:
+    scorer = Scorer(model, threshold=None, top_k=3)
+    frame = pd.DataFrame([example_transaction(amount=5.0), example_transaction(amount=500.0)])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    scored = score_table(
+        buffer.getvalue(), filename="x.parquet", content_type=None, scorer=scorer, max_rows=100
+    )
+    out = pd.read_parquet(io.BytesIO(scored.content))
+    assert out["is_fraud"].dtype == bool
+    assert len(out) == 2
+
+
+def test_file_with_missing_columns_names_them(model: LoadedModel) -> None:
+    scorer = Scorer(model, threshold=None, top_k=3)
+    content = b"timestamp,amount\n2018-01-01T00:00:00,1.0\n"
+    with pytest.raises(ApiError) as info:
+        score_table(content, filename="x.csv", content_type=None, scorer=scorer, max_rows=10)
+    assert info.value.status == 422
+    assert {e["field"] for e in info.value.errors} == {"customer_id", "terminal_id"}
+
+
+def test_file_with_garbage_rows_names_row_and_column(model: LoadedModel) -> None:
+    scorer = Scorer(model, threshold=None, top_k=3)
+    content = (
+        b"timestamp,customer_id,terminal_id,amount,terminal_risk_1d\n"
+        b"2018-01-01T00:00:00,C1,T1,1.0,0.1\n"
+        b"not-a-date,C2,T2,abc,0.2\n"
+        b"2018-01-01T00:00:00,C3,T3,-5,1.5\n"
+    )
+    with pytest.raises(ApiError) as info:
+        score_table(content, filename="x.csv", content_type=None, scorer=scorer, max_rows=10)
+    fields = {e["field"] for e in info.value.errors}
+    assert {
+        "rows.1.timestamp",
+        "rows.1.amount",
+        "rows.2.amount",
+        "rows.2.terminal_risk_1d",
+    } <= fields
+    assert info.value.status == 422
+
+
+def test_unreadable_parquet_is_a_400(model: LoadedModel) -> None:
+    scorer = Scorer(model, threshold=None, top_k=3)
+    with pytest.raises(ApiError) as info:
+        score_table(
+            b"PAR1garbage", filename="x.parquet", content_type=None, scorer=scorer, max_rows=10
+        )
+    assert info.value.status == 400
