@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -368,3 +370,45 @@ def test_changelog_has_an_entry_for_this_version() -> None:
 def test_railway_json_is_plain_json() -> None:
     # Railway reads the file as JSON: no comments or trailing commas.
     json.loads((REPO_ROOT / "railway.json").read_text())
+
+
+def test_pre_commit_config_is_valid() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "validate-config", ".pre-commit-config.yaml"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- Dependabot (docs.github.com "Dependabot options reference") ---------------------------
+class DependabotSchedule(_Strict):
+    interval: Literal["daily", "weekly", "monthly", "quarterly", "semiannually", "yearly", "cron"]
+    day: str | None = None
+    time: str | None = None
+    timezone: str | None = None
+
+
+class DependabotUpdate(_Strict):
+    package_ecosystem: Literal["github-actions", "uv", "pip", "docker", "gomod"] = Field(
+        alias="package-ecosystem"
+    )
+    directory: str = Field(pattern=r"^/")
+    schedule: DependabotSchedule
+    groups: dict[str, Any] | None = None
+    commit_message: dict[str, str] | None = Field(default=None, alias="commit-message")
+    open_pull_requests_limit: int | None = Field(default=None, alias="open-pull-requests-limit")
+
+
+class DependabotConfig(_Strict):
+    version: Literal[2]
+    updates: list[DependabotUpdate] = Field(min_length=1)
+
+
+def test_dependabot_keeps_actions_and_the_lock_file_fresh() -> None:
+    config = DependabotConfig.model_validate(load_yaml(REPO_ROOT / ".github" / "dependabot.yml"))
+    ecosystems = {update.package_ecosystem for update in config.updates}
+    assert {"github-actions", "uv"} <= ecosystems
