@@ -106,8 +106,12 @@ image-report: env ## Time container start-to-ready and size the last image -> re
 	$(PY) scripts/image_report.py
 
 .PHONY: chart-check
-chart-check: env ## helm lint, schema validation, kube-linter, checkov, chart template tests
+chart-check: env ## helm lint, strict schema validation (k8s 1.29-1.35, CRDs), checkov, helm-docs drift, skaffold schema, chart tests
 	bash scripts/chart-check.sh
+
+.PHONY: kind-up
+kind-up: ## Create a kind cluster, build and load the image, install ingress-nginx and the chart (Docker + kind)
+	KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) RELEASE=$(RELEASE) bash k8s/kind-up.sh
 
 .PHONY: cluster-build
 cluster-build: ## Build (cached) etcd, kube-apiserver/controller-manager/scheduler, kubectl, kwok (cluster/)

@@ -1,0 +1,172 @@
+{{/* Chart name, truncated to the 63-character DNS label limit. */}}
+{{- define "fraud-detection.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: <release>-<chart> unless the release name already contains the chart name. */}}
+{{- define "fraud-detection.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Resource names of the two components (kept short enough for the 63-character limit). */}}
+{{- define "fraud-detection.api.fullname" -}}
+{{- printf "%s-api" (include "fraud-detection.fullname" . | trunc 59 | trimSuffix "-") }}
+{{- end }}
+{{- define "fraud-detection.ui.fullname" -}}
+{{- printf "%s-ui" (include "fraud-detection.fullname" . | trunc 60 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "fraud-detection.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every resource. */}}
+{{- define "fraud-detection.labels" -}}
+helm.sh/chart: {{ include "fraud-detection.chart" . }}
+app.kubernetes.io/name: {{ include "fraud-detection.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: fraud-detection
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of a component: call with (dict "ctx" $ "component" "api"). */}}
+{{- define "fraud-detection.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fraud-detection.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Full label set of a component. */}}
+{{- define "fraud-detection.componentLabels" -}}
+{{ include "fraud-detection.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "fraud-detection.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "fraud-detection.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Image reference: repository@digest when a digest is set, else repository:tag (tag defaults to appVersion). */}}
+{{- define "fraud-detection.image" -}}
+{{- $image := .image }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default .ctx.Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "fraud-detection.secretName" -}}
+{{- default (printf "%s-auth" (include "fraud-detection.fullname" .)) .Values.auth.existingSecret }}
+{{- end }}
+
+{{/* Pod security context shared by every pod: non-root with the image's fixed UID/GID. */}}
+{{- define "fraud-detection.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Container security context shared by every container. */}}
+{{- define "fraud-detection.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+privileged: false
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Default topology spread: best effort across nodes and zones. Call with (dict "ctx" $ "component" "api"). */}}
+{{- define "fraud-detection.topologySpread" -}}
+- maxSkew: 1
+  topologyKey: kubernetes.io/hostname
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "fraud-detection.selectorLabels" . | nindent 6 }}
+  matchLabelKeys:
+    - pod-template-hash
+- maxSkew: 1
+  topologyKey: topology.kubernetes.io/zone
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "fraud-detection.selectorLabels" . | nindent 6 }}
+  matchLabelKeys:
+    - pod-template-hash
+{{- end }}
+
+{{/* Checks on value combinations the schema cannot express. */}}
+{{- define "fraud-detection.validate" -}}
+{{- if and .Values.autoscaling.enabled .Values.keda.enabled }}
+{{- fail "autoscaling.enabled and keda.enabled are mutually exclusive: KEDA creates its own HPA for the API" }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
+{{- fail "autoscaling.maxReplicas must be >= autoscaling.minReplicas" }}
+{{- end }}
+{{- if and .Values.keda.enabled (lt (int .Values.keda.maxReplicas) (int .Values.keda.minReplicas)) }}
+{{- fail "keda.maxReplicas must be >= keda.minReplicas" }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (not .Values.autoscaling.inFlightRequests.enabled) (eq (int .Values.autoscaling.targetCPUUtilizationPercentage) 0) }}
+{{- fail "autoscaling needs a metric: set autoscaling.targetCPUUtilizationPercentage > 0 or enable autoscaling.inFlightRequests" }}
+{{- end }}
+{{- if and .Values.keda.enabled (not .Values.keda.prometheus.enabled) (eq (int .Values.keda.cpuUtilization) 0) }}
+{{- fail "keda needs a trigger: set keda.cpuUtilization > 0 or enable keda.prometheus" }}
+{{- end }}
+{{- if and .Values.ingress.enabled .Values.ingress.ui.enabled (not .Values.ui.enabled) }}
+{{- fail "ingress.ui.enabled needs ui.enabled" }}
+{{- end }}
+{{- end }}
+
+{{/* Egress rule allowing DNS lookups through the cluster DNS. */}}
+{{- define "fraud-detection.dnsEgress" -}}
+- to:
+    - namespaceSelector: {}
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+  ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- end }}
+
+{{/* Default affinity: prefer one replica per node. Call with (dict "ctx" $ "component" "api"). */}}
+{{- define "fraud-detection.podAntiAffinity" -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "fraud-detection.selectorLabels" . | nindent 12 }}
+{{- end }}
