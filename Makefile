@@ -132,8 +132,7 @@ COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && docker info >/dev/n
 KIND_CLUSTER  ?= fraud
 RELEASE       ?= fraud
 NAMESPACE     ?= fraud
-INGRESS_NGINX_CHART_VERSION ?= 4.13.0
-# Extra `helm upgrade --install` arguments (e2e.yml enables the ingress and allow-lists pod IPs).
+# Extra `helm upgrade --install` arguments (for example the ingress host of your cluster).
 HELM_ARGS     ?=
 # The image the last `make image` built (build/image/build.json), as repository and tag.
 IMAGE_REF      = $(shell $(PY) -c "import json; print(json.load(open('build/image/build.json'))['image'])")
@@ -188,16 +187,6 @@ chart-push: ## Push the packaged chart to CHART_REGISTRY (oci://...); HELM_REGIS
 	    --username "$${HELM_REGISTRY_USER:?}" --password-stdin; fi
 	helm push build/chart/fraud-detection-$(patsubst v%,%,$(VERSION)).tgz $(CHART_REGISTRY)
 
-.PHONY: kind-load
-kind-load: ## Load the image of the last `make image` into the kind cluster KIND_CLUSTER
-	kind load docker-image $(IMAGE_REF) --name $(KIND_CLUSTER)
-
-.PHONY: ingress-install
-ingress-install: ## Install ingress-nginx (pinned chart version) into the current cluster and wait
-	helm upgrade --install ingress-nginx ingress-nginx --repo https://kubernetes.github.io/ingress-nginx \
-	  --version $(INGRESS_NGINX_CHART_VERSION) --namespace ingress-nginx --create-namespace \
-	  --set controller.service.type=NodePort --wait --timeout 5m
-
 .PHONY: helm-install
 helm-install: ## Install/upgrade the chart with the image of `make image` and wait for the rollout
 	helm upgrade --install $(RELEASE) charts/fraud-detection --namespace $(NAMESPACE) \
@@ -210,22 +199,32 @@ helm-install: ## Install/upgrade the chart with the image of `make image` and wa
 helm-test: ## Run the chart's `helm test` (scores a transaction through the Service)
 	helm test $(RELEASE) --namespace $(NAMESPACE) --logs --timeout 5m
 
-# Distributed Locust run on the cluster: the k8s/ job manifests (master + workers) with the
+# Distributed Locust run on the cluster: the k8s/loadtest Jobs (master + workers) with the
 # locustfile, payloads and SLO from a ConfigMap; the master's exit code is the SLO verdict.
 K8S_LOADTEST_DIR ?= k8s/loadtest
 LOADTEST_SLO     ?= loadtests/slo/product.json
+LOADTEST_TIMEOUT ?= 1200
+K8S_REPORT_DIR   := reports/cluster-loadtest
 
 .PHONY: k8s-loadtest
-k8s-loadtest: ## Distributed Locust job (k8s/) against the ingress; fails on the SLO, report in reports/cluster-loadtest/
+k8s-loadtest: ## Distributed Locust job (k8s/loadtest) against the ingress; fails on the SLO; report in reports/cluster-loadtest/
 	kubectl --namespace $(NAMESPACE) create configmap locust-files --dry-run=client -o yaml \
 	  --from-file=locustfile.py=loadtests/locustfile.py --from-file=payloads.json=loadtests/payloads.json \
 	  --from-file=slo.json=$(LOADTEST_SLO) | kubectl --namespace $(NAMESPACE) apply -f -
-	kubectl --namespace $(NAMESPACE) delete job --selector app.kubernetes.io/name=locust --ignore-not-found
+	kubectl --namespace $(NAMESPACE) delete job --selector app.kubernetes.io/name=locust --ignore-not-found --wait
 	kubectl --namespace $(NAMESPACE) apply -k $(K8S_LOADTEST_DIR)
-	mkdir -p reports/cluster-loadtest
-	status=0; kubectl --namespace $(NAMESPACE) wait job/locust-master --for=condition=complete --timeout 20m || status=$$?; \
-	  kubectl --namespace $(NAMESPACE) logs job/locust-master --tail -1 > reports/cluster-loadtest/locust-master.log || true; \
-	  cat reports/cluster-loadtest/locust-master.log | tail -40; exit $$status
+	@mkdir -p $(K8S_REPORT_DIR); job="kubectl --namespace $(NAMESPACE) get job locust-master -o jsonpath"; \
+	  deadline=$$(( $$(date +%s) + $(LOADTEST_TIMEOUT) )); verdict=timeout; \
+	  while [ "$$(date +%s)" -lt "$$deadline" ]; do \
+	    if [ "$$($$job='{.status.succeeded}')" = "1" ]; then verdict=passed; break; fi; \
+	    if [ -n "$$($$job='{.status.failed}')" ]; then verdict=failed; break; fi; \
+	    sleep 5; done; \
+	  kubectl --namespace $(NAMESPACE) logs job/locust-master --tail=-1 > $(K8S_REPORT_DIR)/locust-master.log || true; \
+	  kubectl --namespace $(NAMESPACE) logs --selector app.kubernetes.io/component=worker,app.kubernetes.io/name=locust \
+	    --prefix --tail=200 > $(K8S_REPORT_DIR)/locust-workers.log || true; \
+	  sed -n '/^SLO verdict:/,$$p' $(K8S_REPORT_DIR)/locust-master.log | tail -n +2 > $(K8S_REPORT_DIR)/slo.json; \
+	  tail -n 40 $(K8S_REPORT_DIR)/locust-master.log; echo "distributed load test: $$verdict"; \
+	  [ "$$verdict" = passed ]
 
 .PHONY: k8s-diagnose
 k8s-diagnose: ## Print pods, events and API logs of the release (for failed CI runs)
