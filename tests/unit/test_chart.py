@@ -172,6 +172,9 @@ def test_ui_probes_use_healthz() -> None:
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 7860}
+    # The UI listens where the probes and the Service look (its settings: FRAUD_UI_HOST/PORT).
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["FRAUD_UI_HOST"], env["FRAUD_UI_PORT"]) == ("0.0.0.0", "7860")
 
 
 def test_graceful_termination_fits_in_the_grace_period() -> None:
