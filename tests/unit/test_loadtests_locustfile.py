@@ -216,14 +216,14 @@ def _environment_with(latency_ms: int, count: int, failures: int) -> Environment
 
 
 @pytest.mark.parametrize(
-    ("latency", "failures", "exit_code"), [(10, 0, None), (80, 0, 1), (10, 20, 1)]
+    ("latency", "failures", "exit_code"), [(10, 0, 0), (80, 0, 1), (10, 20, 1)]
 )
 def test_quitting_hook_sets_the_exit_code_and_writes_the_verdict(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     latency: int,
     failures: int,
-    exit_code: int | None,
+    exit_code: int,
 ) -> None:
     slo_file = tmp_path / "slo.json"
     slo_file.write_text(json.dumps(SLO))
@@ -234,7 +234,7 @@ def test_quitting_hook_sets_the_exit_code_and_writes_the_verdict(
     lf._enforce_slo(env)
     assert env.process_exit_code == exit_code
     verdict = json.loads(verdict_file.read_text())
-    assert verdict["passed"] is (exit_code is None)
+    assert verdict["passed"] is (exit_code == 0)
     assert len(verdict["objectives"]) == 3
 
 

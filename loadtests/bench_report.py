@@ -1,0 +1,194 @@
+"""Benchmark reports: ``bench.json`` (everything), ``bench.md`` (tables, target checks) and
+``bench.png`` (latency and throughput against offered load, bulk throughput)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+import matplotlib.pyplot as plt
+
+#: The issue's targets for single-transaction scoring, as ratios to the peers' capacity.
+TARGET_VS_MLSERVER = 2.0
+TARGET_VS_STOCK = 3.0
+TARGET_VS_CEILING = 0.35
+TARGET_FILE_VS_IN_PROCESS = 0.5
+TARGET_REJECTION_P99_MS = 20.0
+TARGET_RECOVERY_S = 5.0
+
+
+def target_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each issue target with the measured value and whether it is met (None: not measured)."""
+    targets = doc["targets"]
+    ours = targets.get("service", {})
+    capacity = ours.get("max_sustained_rps", 0.0)
+    checks: list[dict[str, Any]] = []
+
+    def ratio_check(peer: str, goal: float, what: str) -> None:
+        other = targets.get(peer, {}).get("max_sustained_rps")
+        value = capacity / other if other else None
+        checks.append(
+            {
+                "target": f"{what} >= {goal:g}x",
+                "value": value,
+                "met": None if value is None else value >= goal,
+            }
+        )
+
+    ratio_check("mlserver", TARGET_VS_MLSERVER, "throughput vs MLServer")
+    ratio_check("stock-bentoml", TARGET_VS_STOCK, "throughput vs stock BentoML")
+    ratio_check("starlette-echo", TARGET_VS_CEILING, "throughput vs Starlette ceiling")
+    steps = ours.get("steps", [])
+    below = [s for s in steps if s["offered_rps"] <= capacity]
+    early_rejections = sum(s.get("rejections", 0) for s in below)
+    checks.append(
+        {
+            "target": "no 503/429 below capacity",
+            "value": early_rejections,
+            "met": early_rejections == 0 if steps else None,
+        }
+    )
+    over = ours.get("overload") or {}
+    rejection_p99 = over.get("rejection_p99_ms")
+    checks.append(
+        {
+            "target": f"rejection p99 < {TARGET_REJECTION_P99_MS:g} ms (2x capacity)",
+            "value": rejection_p99,
+            "met": None if rejection_p99 is None else rejection_p99 < TARGET_REJECTION_P99_MS,
+        }
+    )
+    recovery = over.get("recovery_s_after_drop")
+    checks.append(
+        {
+            "target": f"recovery <= {TARGET_RECOVERY_S:g} s after load drops",
+            "value": recovery,
+            "met": None if not over else recovery is not None and recovery <= TARGET_RECOVERY_S,
+        }
+    )
+    bulk = ours.get("bulk") or {}
+    for fmt, share in (bulk.get("file_vs_in_process") or {}).items():
+        checks.append(
+            {
+                "target": f"file endpoint ({fmt}) >= 50% of in-process",
+                "value": share,
+                "met": share >= TARGET_FILE_VS_IN_PROCESS,
+            }
+        )
+    return checks
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    """The human-readable report (also pasted into the README)."""
+    lines = [
+        f"Measured {doc['generated_at']} with `{doc['command']}` (model `{doc['model_tag']}`): "
+        f"server pinned to core {doc['method']['server_core']}, {doc['method']['client']} on "
+        f"core {doc['method']['client_core']}, {doc['method']['step_seconds']:g} s per step. "
+        f"Sustained = {doc['method']['sustained']} (bound {doc['method']['p99_bound_ms']:g} ms). "
+        f"Load average at start/end: {_fmt(doc['machine']['load_average_at_start'][0], 2)} / "
+        f"{_fmt(doc['machine'].get('load_average_at_end', [None])[0], 2)}.",
+        "",
+        "| system | max sustained req/s | p50 ms | p99 ms | at offered req/s | RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for result in doc["targets"].values():
+        best = result.get("at_max") or {}
+        lines.append(
+            f"| {result['label']} | {_fmt(result['max_sustained_rps'], 0)} | "
+            f"{_fmt(best.get('p50_ms'))} | {_fmt(best.get('p99_ms'))} | "
+            f"{_fmt(best.get('offered_rps'), 0)} | {_fmt(result['rss_mb']['end'], 0)} |"
+        )
+    bulk = doc["targets"].get("service", {}).get("bulk")
+    if bulk:
+        lines += [
+            "",
+            f"Bulk scoring, {bulk['rows']:,} rows, transactions/s on one server core:",
+            "",
+            "| path | rows/s/core | share of in-process |",
+            "|---|---:|---:|",
+            f"| in-process (features + predict, 1 thread) | "
+            f"{_fmt(bulk['in_process_rows_per_s'], 0)} | 100% |",
+            f"| `/v1/score/batch` ({bulk['batch_size']} per request) | "
+            f"{_fmt(bulk['batch_endpoint_rows_per_s'], 0)} | "
+            f"{bulk['batch_vs_in_process']:.0%} |",
+        ]
+        for fmt, rate in bulk["file_endpoint_rows_per_s"].items():
+            lines.append(
+                f"| `/v1/score/file` ({fmt}) | {_fmt(rate, 0)} | "
+                f"{bulk['file_vs_in_process'][fmt]:.0%} |"
+            )
+    lines += ["", "| target (issue 7) | measured | met |", "|---|---:|---|"]
+    for check in target_checks(doc):
+        met = {True: "yes", False: "**no**", None: "not measured"}[check["met"]]
+        lines.append(f"| {check['target']} | {_fmt(check['value'], 2)} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(doc: dict[str, Any], out: Path) -> Path:
+    """Latency (p50, p99) and achieved throughput against offered load, per system."""
+    fig, (lat_ax, rps_ax) = plt.subplots(1, 2, figsize=(13, 5))
+    for name, result in doc["targets"].items():
+        steps = result["steps"]
+        offered = [s["offered_rps"] for s in steps]
+        (line,) = lat_ax.plot(
+            offered, [s["p99_ms"] for s in steps], marker="o", label=f"{name} p99"
+        )
+        lat_ax.plot(
+            offered,
+            [s["p50_ms"] for s in steps],
+            ls=":",
+            color=line.get_color(),
+            label=f"{name} p50",
+        )
+        rps_ax.plot(
+            offered,
+            [s["achieved_rps"] for s in steps],
+            marker="o",
+            label=name,
+            color=line.get_color(),
+        )
+    lat_ax.axhline(doc["method"]["p99_bound_ms"], color="red", lw=0.8, ls="--", label="15 ms")
+    lat_ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="offered req/s",
+        ylabel="latency ms",
+        title="Latency vs offered load (one core)",
+    )
+    rps_ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="offered req/s",
+        ylabel="served req/s",
+        title="Throughput vs offered load",
+    )
+    lat_ax.legend(fontsize=7)
+    rps_ax.legend(fontsize=8)
+    for axis in (lat_ax, rps_ax):
+        axis.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def write_reports(doc: dict[str, Any], out_dir: Path) -> None:
+    """Write ``bench.json``, ``bench.md`` and ``bench.png`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {**doc, "checks": target_checks(doc)}
+    (out_dir / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out_dir / "bench.md").write_text("# Benchmark\n\n" + render_markdown(doc))
+    plot(doc, out_dir / "bench.png")
