@@ -68,7 +68,9 @@ def create_app(settings: UISettings, client: ScoringClient | None = None) -> ASG
         """Liveness of the UI process itself (the API being down is shown on the page)."""
         return {"status": "ok"}
 
-    blocks = build_blocks(handlers, load_examples(), settings.refresh_interval_s)
+    blocks = build_blocks(
+        handlers, load_examples(settings.examples_path), settings.refresh_interval_s
+    )
     blocks.queue(default_concurrency_limit=8)
     gr.mount_gradio_app(
         api,
@@ -111,7 +113,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings.root_path,
         settings.api_url,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    # Open event streams (browsers) must not delay a rollout's SIGTERM for long.
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
 
 
 if __name__ == "__main__":

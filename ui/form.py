@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -38,12 +39,18 @@ class Example:
     transaction: dict[str, Any]
 
 
-def load_examples() -> list[Example]:
-    """Examples shipped in ``fraud_contract/examples.json``; empty when the file is absent."""
+def load_examples(path: Path | None = None) -> list[Example]:
+    """Examples from ``path``, by default the simulator's ``fraud_contract/examples.json``.
+
+    Empty when the file is absent or unreadable (the form still works without examples).
+    """
     try:
-        text = resources.files("fraud_contract").joinpath("examples.json").read_text()
+        if path is None:
+            text = resources.files("fraud_contract").joinpath("examples.json").read_text()
+        else:
+            text = path.read_text()
         raw = json.loads(text)
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError):
         return []
     examples = []
     for item in raw if isinstance(raw, list) else []:

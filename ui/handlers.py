@@ -140,7 +140,7 @@ class Handlers:
             missing = [column for column in SCORE_COLUMNS if column not in scored.columns]
             if missing:
                 return fail(f"The scored file lacks the columns {', '.join(missing)}.")
-            preview = scored.head(self.settings.preview_rows)
+            preview = scored.head(self.settings.preview_rows).round({"fraud_probability": 4})
             note = (
                 notice_html(
                     f"Showing the first {len(preview)} of {len(scored)} rows; "

@@ -45,6 +45,11 @@ class UISettings(BaseSettings):
         default=Path("reports/model"),
         description="Directory with training's evaluation plots (*.png); optional.",
     )
+    examples_path: Path | None = Field(
+        default=None,
+        description="JSON file of one-click examples; default: the simulator's examples "
+        "shipped in fraud_contract/examples.json.",
+    )
     max_upload_mb: int = Field(default=50, gt=0, description="Largest accepted upload.")
     preview_rows: int = Field(default=200, gt=0, description="Rows shown of a scored file.")
 
