@@ -242,6 +242,10 @@ loadtest: env ## Short SLO-gated Locust run against a locally served model
 bench: env ## Side-by-side benchmark vs stock BentoML, MLServer, Starlette -> reports/bench.*
 	$(PY) -m loadtests.bench
 
+.PHONY: soak
+soak: env ## 10 min at 70% of the benched capacity: zero errors, RSS growth < 5% (not in make test)
+	$(PY) -m loadtests.soak
+
 .PHONY: clean
 clean: ## Remove generated data, reports and build output (keeps .venv and the model store)
 	rm -rf data build .pytest_cache .mypy_cache .ruff_cache
