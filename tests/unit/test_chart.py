@@ -7,6 +7,7 @@ import base64
 import pytest
 
 from fraud_contract.api import LIVE_PATH, READY_PATH, SCORE_PATH
+from service.settings import ServiceSettings
 from tests.support.tools import REPO_ROOT
 from tests.unit.chart_support import (
     CI_VALUES,
@@ -181,8 +182,18 @@ def test_graceful_termination_fits_in_the_grace_period() -> None:
     spec = one(render(), "Deployment", "-api")["spec"]["template"]["spec"]
     pre_stop = spec["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
-    # preStop runs inside the grace period: leave the server time to drain after it.
-    assert spec["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + 15
+    # preStop runs inside the grace period; after it the slowest request the service allows
+    # (its request timeout) must still be able to finish before SIGKILL.
+    request_timeout = ServiceSettings.model_fields["request_timeout_s"].default
+    assert spec["terminationGracePeriodSeconds"] > int(pre_stop[1]) + request_timeout
+
+
+def test_ingress_accepts_the_largest_file_the_service_accepts() -> None:
+    ingress = one(render(ingress__enabled="true"), "Ingress", "-api")
+    size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    limit = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+    assert limit >= ServiceSettings.model_fields["max_file_bytes"].default
 
 
 @pytest.mark.parametrize("values_file", VALUE_SETS)
