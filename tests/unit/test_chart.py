@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import base64
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
 from fraud_contract.api import LIVE_PATH, READY_PATH, SCORE_PATH
 from service.settings import ServiceSettings
 from tests.support.tools import REPO_ROOT
 from tests.unit.chart_support import (
+    CHART,
     CI_VALUES,
     NAMESPACE,
     RELEASE,
+    helm,
     load_yaml,
     of_kind,
     one,
@@ -473,3 +479,40 @@ def test_topology_spread_and_anti_affinity_spread_api_replicas() -> None:
     assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
     term = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
     assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+
+
+@pytest.mark.parametrize(
+    ("values_file", "expected"),
+    [
+        ("default-values", ["port-forward svc/fraud-fraud-detection-api 3000:3000", "X-API-Key"]),
+        ("ingress-tls-values", ["https://fraud-api.example.com/docs", "300 requests per minute"]),
+        ("all-off-values", ["helm test fraud"]),
+    ],
+)
+def test_notes_tell_how_to_reach_and_check_the_release(
+    values_file: str, expected: list[str], tmp_path: Path
+) -> None:
+    # helm renders NOTES.txt only on install; render it as a ConfigMap from a copy of the chart.
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "NOTES.txt").unlink()
+    (chart / "templates" / "_notes.tpl").write_text(
+        '{{- define "notes.render" -}}\n' + notes + "{{- end }}\n"
+    )
+    (chart / "templates" / "notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+        'data:\n  notes: {{ include "notes.render" . | toJson }}\n'
+    )
+    out = subprocess.run(
+        [helm(), "template", RELEASE, str(chart), "--namespace", NAMESPACE, "--show-only",
+         "templates/notes.yaml", "-f", str(CI_VALUES[values_file])],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    text = yaml.safe_load(out)["data"]["notes"]
+    for snippet in expected:
+        assert snippet in text
+    assert "<no value>" not in text
+    if values_file == "all-off-values":
+        assert "X-API-Key" not in text
+        assert "7860" not in text
