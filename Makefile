@@ -137,8 +137,12 @@ HELM_ARGS     ?=
 # The image the last `make image` built (build/image/build.json), as repository and tag.
 IMAGE_REF      = $(shell $(PY) -c "import json; print(json.load(open('build/image/build.json'))['image'])")
 
+.PHONY: image-ui
+image-ui: env ## Build the analyst UI image fraud-detection-ui:<version> and :latest (deploy/ui.Dockerfile)
+	$(PY) deploy/build_ui_image.py
+
 .PHONY: compose-up
-compose-up: image ## Build the images, start API + UI with compose (COMPOSE_PROFILES=monitoring adds Prometheus)
+compose-up: image image-ui ## Build the images, start API + UI with compose (COMPOSE_PROFILES=monitoring adds Prometheus)
 	FRAUD_IMAGE=$(firstword $(subst :, ,$(IMAGE_REF))) FRAUD_IMAGE_TAG=$(lastword $(subst :, ,$(IMAGE_REF))) \
 	  $(COMPOSE) -f docker-compose.yml up -d
 	@echo "API: http://127.0.0.1:$${FRAUD_API_PORT:-3000}  UI: http://127.0.0.1:$${FRAUD_UI_PORT:-7860}"

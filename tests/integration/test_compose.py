@@ -8,7 +8,7 @@ read-only root, writable /tmp), then tears everything down.
 
 ``FRAUD_COMPOSE`` picks the compose CLI (default ``podman-compose``; ``docker compose`` on
 GitHub's runners, see ``make compose-smoke``). Images missing locally are built with
-``make image``; under ``CI=true`` a missing podman/podman-compose fails the test.
+``make image`` / ``make image-ui``; under ``CI=true`` a missing podman/podman-compose fails.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from fraud_contract.api import API_KEY_HEADER, LIVE_PATH, READY_PATH, SCORE_PATH
 from tests.support.net import free_port, wait_for_http
 from tests.support.tools import REPO_ROOT, require_tool
 
-pytestmark = [pytest.mark.integration, pytest.mark.container, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.integration, pytest.mark.container, pytest.mark.timeout(3300)]
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 BUILD_INFO = REPO_ROOT / "build" / "image" / "build.json"
@@ -146,23 +146,26 @@ def _with_defaults(template: str) -> str:
     return out + rest
 
 
+#: The Makefile target that builds each service's image.
+IMAGE_TARGETS = {"api": "image", "ui": "image-ui"}
+
+
 def ensure_images(runtime: str, log_path: Path) -> dict[str, str]:
-    """The API and UI images, built with ``make image`` if either is missing."""
+    """The API and UI images, built with ``make image`` / ``make image-ui`` when missing."""
     images = compose_images()
-    missing = [image for image in images.values() if not image_exists(runtime, image)]
-    if missing:
-        with log_path.open("w") as log:
+    missing = [service for service, image in images.items() if not image_exists(runtime, image)]
+    for service in missing:
+        with log_path.open("a") as log:
             result = subprocess.run(
-                ["make", "image"],
+                ["make", IMAGE_TARGETS[service]],
                 cwd=REPO_ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                timeout=1200,
+                timeout=1500,
                 check=False,
             )
-        assert result.returncode == 0, f"make image failed; log: {log_path}"
-        still_missing = [image for image in images.values() if not image_exists(runtime, image)]
-        assert not still_missing, f"`make image` did not produce {still_missing}"
+        assert result.returncode == 0, f"make {IMAGE_TARGETS[service]} failed; log: {log_path}"
+        assert image_exists(runtime, images[service]), f"no image {images[service]} after build"
     return images
 
 

@@ -412,3 +412,22 @@ def test_dependabot_keeps_actions_and_the_lock_file_fresh() -> None:
     config = DependabotConfig.model_validate(load_yaml(REPO_ROOT / ".github" / "dependabot.yml"))
     ecosystems = {update.package_ecosystem for update in config.updates}
     assert {"github-actions", "uv"} <= ecosystems
+
+
+# ---- the UI image ------------------------------------------------------------------------------
+def test_ui_image_runs_as_10001_and_checks_healthz() -> None:
+    dockerfile = (REPO_ROOT / "deploy" / "ui.Dockerfile").read_text()
+    assert "\nUSER 10001:10001\n" in dockerfile
+    assert f"127.0.0.1:7860{UI_HEALTH_PATH}" in dockerfile
+    assert 'CMD ["python", "-m", "ui.app"]' in dockerfile
+
+
+def test_ui_image_requirements_are_pinned_and_lean() -> None:
+    from deploy.build_ui_image import requirements  # noqa: PLC0415  (runs `uv export`)
+
+    lines = requirements()
+    names = {line.split("==", 1)[0] for line in lines}
+    assert all("==" in line for line in lines)
+    assert {"gradio", "httpx", "pydantic-settings", "prometheus-client"} <= names
+    # The UI talks to the API over HTTP: no serving runtime or model library in its image.
+    assert not names & {"bentoml", "xgboost", "xgboost-cpu", "scikit-learn"}
