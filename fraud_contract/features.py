@@ -120,16 +120,18 @@ def compute_features(
     return matrix
 
 
-def columns_from_records(records: Iterable[Transaction | Mapping[str, Any]]) -> dict[str, np.ndarray]:
+def columns_from_records(
+    records: Iterable[Transaction | Mapping[str, Any]],
+) -> dict[str, np.ndarray]:
     """Turn validated transactions into the column arrays :func:`compute_features` takes.
 
     Cheap for one row: plain attribute reads and one small array per column.
     """
     rows = [r if isinstance(r, Transaction) else Transaction.model_validate(r) for r in records]
     columns: dict[str, np.ndarray] = {
-        "timestamp": np.array(
-            [_naive(r.timestamp) for r in rows], dtype="datetime64[us]"
-        ).reshape(len(rows)),
+        "timestamp": np.array([_naive(r.timestamp) for r in rows], dtype="datetime64[us]").reshape(
+            len(rows)
+        ),
         "amount": np.fromiter((r.amount for r in rows), dtype=np.float64, count=len(rows)),
     }
     for name in AGGREGATE_FIELDS:
