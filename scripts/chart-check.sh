@@ -67,7 +67,8 @@ step "kubeconform -strict for Kubernetes $CHART_K8S_VERSIONS (chart and k8s/ man
 "${RUN[@]}" python k8s/schemas/kubeconform_schemas.py .tools/k8s-schemas $CHART_K8S_VERSIONS >/dev/null
 for minor in $CHART_K8S_VERSIONS; do
   # No -ignore-missing-schemas: a kind without a schema (native or CRD) is an error.
-  kubeconform -strict -summary -kubernetes-version "$minor.0" \
+  # One worker: parallel workers each compile the ~1 MB definitions, which costs more CPU.
+  kubeconform -n 1 -strict -summary -kubernetes-version "$minor.0" \
     -schema-location '.tools/k8s-schemas/{{ .NormalizedKubernetesVersion }}/{{ .ResourceKind }}{{ .KindSuffix }}.json' \
     -schema-location 'k8s/schemas/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json' \
     "$OUT/rendered" k8s/loadtest/locust.yaml
