@@ -19,6 +19,8 @@ TARGET_VS_CEILING = 0.35
 TARGET_FILE_VS_IN_PROCESS = 0.5
 TARGET_REJECTION_P99_MS = 20.0
 TARGET_RECOVERY_S = 5.0
+#: Hand-written analysis of the latest run (profile reading, recommendations), appended.
+FINDINGS = Path(__file__).resolve().parent / "bench_findings.md"
 
 
 def target_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -134,6 +136,24 @@ def render_markdown(doc: dict[str, Any]) -> str:
     for check in target_checks(doc):
         met = {True: "yes", False: "**no**", None: "not measured"}[check["met"]]
         lines.append(f"| {check['target']} | {_fmt(check['value'], 2)} | {met} |")
+    profile = doc["targets"].get("service", {}).get("profile")
+    if profile:
+        lines += [
+            "",
+            f"py-spy profile of the service at {profile['rate_rps']:,.0f} req/s "
+            f"({profile['samples']:,} samples, all server processes; collapsed stacks in "
+            f"`{profile['raw_file']}`):",
+            "",
+            "| function (self time) | share | function (inclusive) | share |",
+            "|---|---:|---|---:|",
+        ]
+        for own, total in zip(profile["top_self"][:12], profile["top_total"][:12], strict=False):
+            lines.append(
+                f"| `{own['function']}` | {own['share']:.1%} | "
+                f"`{total['function']}` | {total['share']:.1%} |"
+            )
+    if FINDINGS.exists():
+        lines += ["", FINDINGS.read_text().strip()]
     return "\n".join(lines) + "\n"
 
 
@@ -183,6 +203,20 @@ def plot(doc: dict[str, Any], out: Path) -> Path:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def update_readme(markdown: str, readme: Path = README) -> bool:
+    """Replace the text between the bench markers of the README's load-test section."""
+    text = readme.read_text()
+    start, end = text.find(BENCH_START), text.find(BENCH_END)
+    if start < 0 or end < start:
+        return False
+    readme.write_text(text[: start + len(BENCH_START)] + "\n" + markdown + text[end:])
+    return True
 
 
 def write_reports(doc: dict[str, Any], out_dir: Path) -> None:
