@@ -42,7 +42,8 @@ def log(message: str) -> None:
 
 def uv_export(*args: str) -> list[str]:
     """Pinned requirement lines from ``uv export``."""
-    uv = shutil.which("uv") or "uv"
+    # `uv run` exports its own path as UV; fall back to PATH for direct invocations.
+    uv = os.environ.get("UV") or shutil.which("uv") or "uv"
     output = subprocess.run(
         [uv, "export", *EXPORT, *args], cwd=REPO_ROOT, check=True, capture_output=True, text=True
     ).stdout
