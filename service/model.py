@@ -11,6 +11,8 @@ import xgboost as xgb
 
 from fraud_contract.artifact import ModelCard, load_card
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
 
 class ModelLoadError(RuntimeError):
     """The model cannot be served (missing, corrupt card, unreadable booster, wrong shape)."""
@@ -43,6 +45,9 @@ class LoadedModel:
         With contributions the probability is derived from them (the contributions plus the
         bias sum to the margin), so one tree traversal serves both.
         """
+        # Valid inputs can still overflow a derived feature (an amount over a near-zero
+        # standard deviation); XGBoost refuses inf, so clip to the largest float32 instead.
+        np.nan_to_num(matrix, copy=False, nan=np.nan, posinf=_F32_MAX, neginf=-_F32_MAX)
         if not explain:
             probabilities = np.asarray(
                 self.booster.inplace_predict(matrix, missing=np.nan), dtype=np.float64

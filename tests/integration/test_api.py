@@ -1,13 +1,22 @@
-"""The API over HTTP: a real ``bentoml serve`` on a free port, with API keys and CORS on."""
+"""The API over HTTP: one real ``bentoml serve`` (two workers, API keys and CORS on) for all.
+
+One server for the whole module keeps the suite inside its time budget: starting a served
+model is the expensive part. Two workers make the metrics test meaningful.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
+import psutil
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from prometheus_client.parser import text_string_to_metric_families
 
 from fraud_contract.api import (
     API_KEY_HEADER,
@@ -60,7 +69,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "FRAUD_MAX_BODY_BYTES": str(256 * 1024),
     }
     with (
-        served_process(home, free_port(), env=env, log_name="test_api.log") as server,
+        served_process(home, free_port(), workers=2, env=env, log_name="test_api.log") as server,
         httpx.Client(base_url=server.base_url, headers={API_KEY_HEADER: KEY}, timeout=30) as client,
     ):
         yield Served(client, server, tag)
@@ -224,3 +233,108 @@ def test_logs_are_json_with_request_id_and_no_raw_customer_ids(
 
 def test_internal_batching_route_is_not_reachable(api: httpx.Client) -> None:
     assert api.post("/internal/score-adaptive", json={"transactions": []}).status_code == 404
+
+
+FUZZ_REQUESTS = 1_000
+
+
+def _samples(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(base_url + METRICS_PATH, timeout=30).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _value(samples: dict, name: str, **labels: str) -> float:
+    return sum(
+        value
+        for (sample_name, sample_labels), value in samples.items()
+        if sample_name == name and set(labels.items()) <= set(sample_labels)
+    )
+
+
+def test_metrics_are_correct_across_two_workers(served: Served) -> None:
+    proc, tag = served.server, served.tag
+    auth = {API_KEY_HEADER: KEY}
+    workers = [
+        child for child in psutil.Process(proc.process.pid).children(recursive=True)
+        if "_bentoml_impl.worker.service" in " ".join(child.cmdline())
+    ]  # fmt: skip
+    assert len(workers) == 2
+    before = _samples(proc.base_url)
+    singles, batch_rows, bad = 120, 30, 7
+
+    def score(i: int) -> int:
+        # A fresh connection per request, so the kernel spreads them over both workers.
+        body = example_transaction(transaction_id=f"m{i}", amount=float(i))
+        return httpx.post(
+            proc.base_url + SCORE_PATH, json=body, headers=auth, timeout=30
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(score, range(singles)))
+    assert statuses == [200] * singles
+    batch = {"transactions": [example_transaction()] * batch_rows}
+    response = httpx.post(proc.base_url + SCORE_BATCH_PATH, json=batch, headers=auth, timeout=30)
+    assert response.status_code == 200
+    for _ in range(bad):
+        response = httpx.post(
+            proc.base_url + SCORE_PATH, json={"amount": 1.0}, headers=auth, timeout=30
+        )
+        assert response.status_code == 422
+
+    # Whichever worker answers the scrape, the totals are the sum over both workers.
+    for _ in range(4):
+        after = _samples(proc.base_url)
+
+        def delta(name: str, **labels: str) -> float:
+            return _value(after, name, **labels) - _value(before, name, **labels)  # noqa: B023
+
+        assert delta("fraud_decisions_total", endpoint="single") == singles
+        assert delta("fraud_decisions_total", endpoint="batch") == batch_rows
+        assert delta("fraud_score_probability_count", endpoint="single") == singles
+        assert delta("fraud_model_batch_size_rows_sum", endpoint="single") == singles
+        calls = delta("fraud_model_batch_size_rows_count", endpoint="single")
+        assert 1 <= calls <= singles
+        assert (
+            delta("fraud_input_rejections_total", endpoint="single", reason="missing_field") == bad
+        )
+        info = [key for key in after if key[0] == "fraud_model_info"]
+        assert len(info) == 1
+        assert dict(info[0][1])["model_tag"] == tag
+        assert after[info[0]] == 1.0
+        assert delta("bentoml_service_request_total", endpoint=SCORE_PATH) == singles + bad
+
+
+def test_fuzz_the_openapi_spec_finds_no_server_errors(served: Served) -> None:
+    proc = served.server
+    schema = schemathesis.openapi.from_url(proc.base_url + OPENAPI_PATH)
+    calls: list[int] = []
+    failures: list[str] = []
+
+    def run(mode: schemathesis.GenerationMode, examples: int) -> None:
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=schema.as_strategy(generation_mode=mode))
+        def fuzz(case: schemathesis.Case) -> None:
+            response = case.call(base_url=proc.base_url, headers={API_KEY_HEADER: KEY}, timeout=30)
+            calls.append(response.status_code)
+            if response.status_code >= 500:
+                failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}")
+
+        fuzz()
+
+    run(schemathesis.GenerationMode.POSITIVE, FUZZ_REQUESTS // 2 + 50)
+    run(schemathesis.GenerationMode.NEGATIVE, FUZZ_REQUESTS // 2 + 50)
+    assert len(calls) >= FUZZ_REQUESTS
+    assert not failures, failures[:10]
+    assert any(status == 200 for status in calls)
+    assert any(400 <= status < 500 for status in calls)
+    assert httpx.get(proc.base_url + "/readyz", timeout=10).status_code == 200

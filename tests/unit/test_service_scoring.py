@@ -180,3 +180,13 @@ def test_unreadable_parquet_is_a_400(model: LoadedModel) -> None:
             b"PAR1garbage", filename="x.parquet", content_type=None, scorer=scorer, max_rows=10
         )
     assert info.value.status == 400
+
+
+def test_overflowing_derived_features_still_score(model: LoadedModel) -> None:
+    scorer = Scorer(model, threshold=None, top_k=3)
+    extreme = example_transaction(
+        amount=1e6, customer_avg_amount_30d=1e-300, customer_std_amount_30d=1e-300,
+        customer_avg_amount_1d=1e-310,
+    )  # fmt: skip
+    (result,) = scorer.score([Transaction.model_validate(extreme)])
+    assert 0.0 <= result["fraud_probability"] <= 1.0
