@@ -144,7 +144,7 @@ image-ui: env ## Build the analyst UI image fraud-detection-ui:<version> and :la
 .PHONY: compose-up
 compose-up: image image-ui ## Build the images, start API + UI with compose (COMPOSE_PROFILES=monitoring adds Prometheus)
 	FRAUD_IMAGE=$(firstword $(subst :, ,$(IMAGE_REF))) FRAUD_IMAGE_TAG=$(lastword $(subst :, ,$(IMAGE_REF))) \
-	  $(COMPOSE) -f docker-compose.yml up -d
+	  $(COMPOSE) -f docker-compose.yml $(if $(COMPOSE_PROFILES),--profile $(COMPOSE_PROFILES)) up -d
 	@echo "API: http://127.0.0.1:$${FRAUD_API_PORT:-3000}  UI: http://127.0.0.1:$${FRAUD_UI_PORT:-7860}"
 
 .PHONY: compose-down
@@ -192,10 +192,10 @@ chart-push: ## Push the packaged chart to CHART_REGISTRY (oci://...); HELM_REGIS
 	helm push build/chart/fraud-detection-$(patsubst v%,%,$(VERSION)).tgz $(CHART_REGISTRY)
 
 .PHONY: helm-install
-helm-install: ## Install/upgrade the chart with the image of `make image` and wait for the rollout
-	helm upgrade --install $(RELEASE) charts/fraud-detection --namespace $(NAMESPACE) \
-	  --create-namespace --set api.image.repository=$(firstword $(subst :, ,$(IMAGE_REF))) \
-	  --set api.image.tag=$(lastword $(subst :, ,$(IMAGE_REF))) $(HELM_ARGS) --wait --timeout 10m
+helm-install: ## Install/upgrade the chart (image of `make image` if built; HELM_ARGS=...) and wait for the rollout
+	helm upgrade --install $(RELEASE) charts/fraud-detection --namespace $(NAMESPACE) --create-namespace \
+	  $(if $(wildcard build/image/build.json),--set api.image.repository=$(firstword $(subst :, ,$(IMAGE_REF))) \
+	  --set api.image.tag=$(lastword $(subst :, ,$(IMAGE_REF)))) $(HELM_ARGS) --wait --timeout 10m
 	kubectl --namespace $(NAMESPACE) rollout status deployment \
 	  --selector app.kubernetes.io/instance=$(RELEASE) --timeout 5m
 
