@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,24 +125,24 @@ def image_exists(runtime: str, image: str) -> bool:
     return probe.returncode == 0
 
 
-def compose_images() -> dict[str, str]:
+def compose_images(env: Mapping[str, str]) -> dict[str, str]:
     """Image reference of each application service, as the compose file resolves it."""
     spec = yaml.safe_load(COMPOSE_FILE.read_text())
     images = {}
     for service in ("api", "ui"):
         template = spec["services"][service]["image"]
-        images[service] = _with_defaults(template)
+        images[service] = _with_defaults(template, env)
     return images
 
 
-def _with_defaults(template: str) -> str:
+def _with_defaults(template: str, env: Mapping[str, str]) -> str:
     """Expand ``${VAR:-default}`` like compose does (environment first, then the default)."""
     out, rest = "", template
     while "${" in rest:
         before, _, tail = rest.partition("${")
         body, _, rest = tail.partition("}")
         name, _, default = body.partition(":-")
-        out += before + (os.environ.get(name) or default)
+        out += before + (env.get(name) or default)
     return out + rest
 
 
@@ -150,9 +150,24 @@ def _with_defaults(template: str) -> str:
 IMAGE_TARGETS = {"api": "image", "ui": "image-ui"}
 
 
-def ensure_images(runtime: str, log_path: Path) -> dict[str, str]:
-    """The API and UI images, built with ``make image`` / ``make image-ui`` when missing."""
-    images = compose_images()
+def last_built_api_image(runtime: str) -> str | None:
+    """The image of the last ``make image`` (build/image/build.json), if it is still there."""
+    if not BUILD_INFO.is_file():
+        return None
+    image = str(json.loads(BUILD_INFO.read_text())["image"])
+    return image if image_exists(runtime, image) else None
+
+
+def ensure_images(runtime: str, env: dict[str, str], log_path: Path) -> dict[str, str]:
+    """The API and UI images, built with ``make image`` / ``make image-ui`` when missing.
+
+    Like ``make compose-up``, the API image defaults to the last one ``make image`` built;
+    ``FRAUD_IMAGE`` / ``FRAUD_IMAGE_TAG`` in ``env`` override it (``env`` is updated).
+    """
+    if "FRAUD_IMAGE" not in env and (built := last_built_api_image(runtime)):
+        name, _, tag = built.rpartition(":")
+        env.update(FRAUD_IMAGE=name, FRAUD_IMAGE_TAG=tag)
+    images = compose_images(env)
     missing = [service for service, image in images.items() if not image_exists(runtime, image)]
     for service in missing:
         with log_path.open("a") as log:
@@ -197,7 +212,6 @@ def project(artifacts_dir: Path) -> Iterator[ComposeProject]:
     """The compose deployment, up and ready; always torn down (logs kept in test-artifacts/)."""
     command = compose_command()
     runtime = "docker" if Path(command[0]).name == "docker" else "podman"
-    images = ensure_images(runtime, artifacts_dir / "compose-make-image.log")
     api_port, ui_port = free_port(), free_port()
     while ui_port == api_port:
         ui_port = free_port()
@@ -208,6 +222,7 @@ def project(artifacts_dir: Path) -> Iterator[ComposeProject]:
         "FRAUD_API_KEYS": API_KEY,
         "FRAUD_UI_API_KEY": API_KEY,
     }
+    images = ensure_images(runtime, env, artifacts_dir / "compose-make-image.log")
     name = f"fraud-compose-test-{uuid.uuid4().hex[:8]}"
     deployment = ComposeProject(command, runtime, name, env, api_port, ui_port)
     try:
