@@ -13,7 +13,10 @@ pointing at the test's model store; it is always stopped on exit and its log is 
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,45 +96,24 @@ def served_api(
         yield server.base_url
 
 
-_SCRATCH_MODEL = """
-import numpy as np, xgboost as xgb
-import _bentoml_impl.frameworks.xgboost as bx
-bx.get_pkg_version = lambda name: xgb.__version__  # xgboost-cpu has no 'xgboost' dist metadata
-from fraud_contract.artifact import ModelCard, RiskBand, save_model
-from fraud_contract.features import MODEL_FEATURES
-rng = np.random.default_rng(0)
-x = rng.normal(size=(500, len(MODEL_FEATURES))).astype(np.float32)
-x[:, 0] = rng.gamma(2, 30, size=500)
-y = (x[:, 0] > 120).astype(int)
-booster = xgb.train({"objective": "binary:logistic", "max_depth": 3},
-                    xgb.DMatrix(x, y, feature_names=list(MODEL_FEATURES)), 10)
-card = ModelCard(feature_names=list(MODEL_FEATURES), threshold=0.5, threshold_rule="fixture",
-                 risk_bands=[RiskBand(name="low", lower=0.0), RiskBand(name="high", lower=0.5)],
-                 metrics={"auc": 0.5}, trained_at="2026-01-01T00:00:00Z",
-                 training_data_fingerprint="fixture", code_version="fixture")
-print(save_model(booster, card))
-"""
+_TRAINED: dict[str, tuple[Path, str]] = {}
 
 
 def tiny_model_tag(bentoml_home: Path) -> str:
-    """A small model in ``bentoml_home``: ``train_tiny_model`` once it exists, else a fixture.
+    """The project's tiny model (real training pipeline, ``test`` preset) in ``bentoml_home``.
 
-    The fixture booster (random data, not the project's training) only bridges the time until
-    ``tests/support/models.py`` lands; it runs in a subprocess so the store path is exact.
+    Trained once per test process and copied into each requested home: training is the slow
+    part of every fixture that needs a model.
     """
-    try:
-        from tests.support.models import train_tiny_model  # noqa: PLC0415
-    except ImportError:
-        import subprocess  # noqa: PLC0415
-        import sys  # noqa: PLC0415
+    from tests.support.models import train_tiny_model  # noqa: PLC0415
 
-        done = subprocess.run(
-            [sys.executable, "-c", _SCRATCH_MODEL],
-            env={**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"},
-            cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=300,
-        )  # fmt: skip
-        return done.stdout.strip().splitlines()[-1]
-    return train_tiny_model(bentoml_home)
+    if "tiny" not in _TRAINED:
+        source = Path(tempfile.mkdtemp(prefix="tiny-model-"))
+        atexit.register(shutil.rmtree, source, True)
+        _TRAINED["tiny"] = (source, train_tiny_model(source))
+    source, tag = _TRAINED["tiny"]
+    shutil.copytree(source / "models", bentoml_home / "models", dirs_exist_ok=True)
+    return tag
 
 
 def load_tiny_model(bentoml_home: Path) -> LoadedModel:
