@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from fraud_contract import MODEL_FEATURES, columns_from_frame, compute_features
+from fraud_contract import AGGREGATE_FIELDS, MODEL_FEATURES, columns_from_frame, compute_features
 from fraud_contract.artifact import RiskBand
 
 #: Chosen once by validation on earlier periods of the full simulation (never on the test
@@ -36,11 +36,33 @@ MAX_ROUNDS: Final = 1_000
 EARLY_STOPPING_ROUNDS: Final = 60
 
 
+#: Share of training rows whose customer (resp. terminal) aggregates are blanked, so that the
+#: model learns on purpose what to do when a caller cannot send that history (new card, new
+#: terminal, history store outage) instead of following an arbitrary default branch.
+MISSING_HISTORY_RATE: Final = 0.03
+
+
 def feature_matrix(
-    frame: pd.DataFrame, feature_names: Sequence[str] = MODEL_FEATURES
+    frame: pd.DataFrame,
+    feature_names: Sequence[str] = MODEL_FEATURES,
+    blank: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """The model matrix of a transaction frame, via the shared contract (the only way)."""
-    return compute_features(columns_from_frame(frame), feature_names)
+    """The model matrix of a transaction frame, via the shared contract (the only way).
+
+    ``blank`` maps a prefix of raw aggregate names to a row mask set to missing (NaN).
+    """
+    columns = columns_from_frame(frame)
+    for prefix, rows in (blank or {}).items():
+        for name in AGGREGATE_FIELDS:
+            if name.startswith(prefix):
+                columns[name] = np.where(rows, np.nan, columns[name])
+    return compute_features(columns, feature_names)
+
+
+def missing_history_masks(n_rows: int, rate: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """Disjoint random row masks for blanked customer and terminal history."""
+    draw = np.random.default_rng(seed).random(n_rows)
+    return {"customer_": draw < rate, "terminal_": (draw >= rate) & (draw < 2 * rate)}
 
 
 @dataclass
@@ -62,12 +84,13 @@ class FittedModel:
         return np.asarray(self.booster.predict(dmatrix), dtype=np.float64)
 
 
-def fit(
+def fit(  # noqa: PLR0917
     train: pd.DataFrame,
     valid: pd.DataFrame,
     feature_names: Sequence[str] = MODEL_FEATURES,
     params: dict[str, Any] | None = None,
     max_rounds: int = MAX_ROUNDS,
+    missing_rate: float = MISSING_HISTORY_RATE,
 ) -> FittedModel:
     """Train on ``train``, stop early on ``valid``'s average precision, keep the best rounds.
 
@@ -75,7 +98,10 @@ def fit(
     """
     names = list(feature_names)
     params = {**XGB_PARAMS, **(params or {})}
-    dtrain = xgb.DMatrix(feature_matrix(train, names), label=train["is_fraud"], feature_names=names)
+    blank = missing_history_masks(len(train), missing_rate)
+    dtrain = xgb.DMatrix(
+        feature_matrix(train, names, blank), label=train["is_fraud"], feature_names=names
+    )
     dvalid = xgb.DMatrix(feature_matrix(valid, names), label=valid["is_fraud"], feature_names=names)
     history: dict[str, Any] = {}
     booster = xgb.train(

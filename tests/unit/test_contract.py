@@ -1,0 +1,113 @@
+"""The transaction contract rejects what cannot be a transaction, naming the field."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from fraud_contract import AGGREGATE_FIELDS, REQUIRED_FIELDS, Transaction, numeric_bounds
+from fraud_contract.schema import MAX_AMOUNT, example_transaction
+from tests.support.tools import REPO_ROOT
+
+EXAMPLES = json.loads((REPO_ROOT / "fraud_contract" / "examples.json").read_text())
+
+
+def _errors(body: dict[str, Any]) -> list[dict[str, Any]]:
+    with pytest.raises(ValidationError) as caught:
+        Transaction.model_validate(body)
+    return caught.value.errors()
+
+
+def _fields(errors: list[dict[str, Any]]) -> set[str]:
+    return {".".join(str(p) for p in error["loc"]) for error in errors}
+
+
+def test_minimal_record_is_valid_and_aggregates_default_to_missing() -> None:
+    tx = Transaction.model_validate(example_transaction())
+    assert tx.amount == pytest.approx(57.16)
+    assert all(getattr(tx, name) is None for name in AGGREGATE_FIELDS)
+
+
+@pytest.mark.parametrize("field", ["timestamp", "customer_id", "terminal_id", "amount"])
+def test_missing_required_field_is_named(field: str) -> None:
+    body = example_transaction()
+    del body[field]
+    errors = _errors(body)
+    assert _fields(errors) == {field}
+    assert errors[0]["type"] == "missing"
+
+
+@pytest.mark.parametrize(
+    ("amount", "error_type"),
+    [
+        (math.nan, "finite_number"),
+        (math.inf, "finite_number"),
+        (-0.01, "greater_than_equal"),
+        (MAX_AMOUNT * 10, "less_than_equal"),
+        ("twelve", "float_parsing"),
+        (None, "float_type"),
+    ],
+)
+def test_impossible_amount_is_rejected(amount: object, error_type: str) -> None:
+    errors = _errors(example_transaction(amount=amount))
+    assert _fields(errors) == {"amount"}
+    assert errors[0]["type"] == error_type
+    assert errors[0]["msg"]  # a human-readable reason travels with the field name
+
+
+@pytest.mark.parametrize("timestamp", ["yesterday", "2018-13-01T00:00:00", "", "2018-02-30"])
+def test_unparseable_timestamp_is_rejected(timestamp: str) -> None:
+    assert _fields(_errors(example_transaction(timestamp=timestamp))) == {"timestamp"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("customer_nb_tx_1d", "many"),
+        ("customer_nb_tx_7d", 2.5),
+        ("terminal_risk_7d", 1.5),
+        ("terminal_risk_1d", -0.1),
+        ("customer_avg_amount_30d", math.inf),
+        ("customer_id", 42),
+        ("terminal_id", "T 01; drop"),
+        ("customer_id", ""),
+    ],
+)
+def test_wrong_type_or_range_names_the_field(field: str, value: object) -> None:
+    assert _fields(_errors(example_transaction(**{field: value}))) == {field}
+
+
+def test_unknown_field_is_rejected_not_ignored() -> None:
+    errors = _errors(example_transaction(customer_nb_tx_2d=3))
+    assert _fields(errors) == {"customer_nb_tx_2d"}
+    assert errors[0]["type"] == "extra_forbidden"
+
+
+def test_bounds_are_readable_for_vectorised_validators() -> None:
+    assert numeric_bounds("amount") == (0.0, MAX_AMOUNT)
+    assert numeric_bounds("terminal_risk_30d") == (0.0, 1.0)
+    assert numeric_bounds("customer_nb_tx_7d")[0] == 0
+
+
+def test_required_fields_are_the_card_processor_columns() -> None:
+    assert set(REQUIRED_FIELDS) == {"timestamp", "customer_id", "terminal_id", "amount"}
+
+
+def test_examples_are_real_labelled_simulator_records_with_every_aggregate() -> None:
+    assert [e["name"] for e in EXAMPLES] == [
+        "genuine",
+        "large_amount",
+        "compromised_terminal",
+        "compromised_card",
+    ]
+    assert [e["fraud_scenario"] for e in EXAMPLES] == [0, 1, 2, 3]
+    for example in EXAMPLES:
+        tx = Transaction.model_validate(example["transaction"])
+        assert example["description"]
+        assert all(getattr(tx, name) is not None for name in AGGREGATE_FIELDS)
+        assert tx.customer_id.startswith("C")
+        assert tx.terminal_id.startswith("T")
