@@ -11,7 +11,9 @@ source scripts/tool-versions.env
 DEBIAN_PACKAGES=(podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs
   chromium fonts-dejavu-core ca-certificates
   # Service-name DNS between compose containers on podman's CNI networks (Debian 12's podman 4.3).
-  golang-github-containernetworking-plugin-dnsname)
+  golang-github-containernetworking-plugin-dnsname
+  # actionlint (make lint) checks workflow `run:` scripts with shellcheck, as on GitHub's runners.
+  shellcheck)
 
 missing_packages() {
   local pkg
