@@ -87,8 +87,7 @@ class Scorer:
         k = self.top_k
         order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
         rows = np.arange(n_rows)[:, None]
-        # float32 model inputs, rounded so that 157.2 is not shown as 157.1999969482422.
-        values = np.round(matrix[rows, order].astype(np.float64), 6)
+        values = _significant(matrix[rows, order].astype(np.float64))
         picked = np.round(contributions[rows, order].astype(np.float64), 6).tolist()
         names = self.feature_names
         value_lists = values.tolist()
@@ -105,3 +104,11 @@ class Scorer:
             ]
             for i in range(n_rows)
         ]
+
+
+def _significant(values: np.ndarray, digits: int = 7) -> np.ndarray:
+    """Round float32-derived values to the digits float32 holds (236.94, not 236.940002)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnitude = np.floor(np.log10(np.abs(values)))
+        scale = np.where(np.isfinite(magnitude), 10.0 ** (digits - 1 - magnitude), 1.0)
+        return np.where(values == 0, 0.0, np.round(values * scale) / scale)

@@ -39,7 +39,7 @@ class ServiceSettings(BaseSettings):
     )
     max_batch_size: int = Field(
         default=32,
-        ge=1,
+        ge=2,
         le=4096,
         description="Adaptive batching: most single-score requests grouped into one model call "
         "(chosen by measurement, see the README).",
