@@ -160,9 +160,10 @@ def build_bento(labels: dict[str, str]) -> str:
 
 
 def bento_path(bento_tag: str) -> Path:
-    """Directory of ``bento_tag`` in the Bento store."""
-    out = run([*bentoml_command(), "get", bento_tag, "-o", "path"], capture_output=True).stdout
-    return Path(out.strip().splitlines()[-1])
+    """Directory of ``bento_tag`` in the Bento store (``$BENTOML_HOME/bentos``)."""
+    import bentoml  # noqa: PLC0415  (heavy; only needed once the Bento exists)
+
+    return Path(bentoml.bentos.get(bento_tag).path)
 
 
 def model_tags(bento_dir: Path) -> list[str]:
