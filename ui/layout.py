@@ -131,6 +131,14 @@ def _score_tab(handlers: Handlers, examples: Sequence[Example]) -> None:
                         )
                         for example in examples
                     ]
+                gr.Markdown(
+                    "\n".join(
+                        f"- **{example.name.replace('_', ' ')}**: {example.description}"
+                        for example in examples
+                        if example.description
+                    ),
+                    elem_id="example-descriptions",
+                )
             else:
                 buttons = []
                 gr.Markdown("_No simulator examples are installed; fill in the form._")
