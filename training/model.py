@@ -126,7 +126,7 @@ def risk_bands(threshold: float) -> list[RiskBand]:
     """
     return [
         RiskBand(name="low", lower=0.0),
-        RiskBand(name="medium", lower=round(threshold / 2, 6)),
-        RiskBand(name="high", lower=round(threshold, 6)),
-        RiskBand(name="critical", lower=round((1.0 + threshold) / 2, 6)),
+        RiskBand(name="medium", lower=threshold / 2),
+        RiskBand(name="high", lower=threshold),
+        RiskBand(name="critical", lower=(1.0 + threshold) / 2),
     ]
