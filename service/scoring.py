@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -29,8 +29,16 @@ class Decisions:
 class Scorer:
     """Turns transactions into :class:`fraud_contract.api.ScoreResult`-shaped dicts."""
 
-    def __init__(self, model: LoadedModel, *, threshold: float | None, top_k: int) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        *,
+        threshold: float | None,
+        top_k: int,
+        reasons: Literal["all", "flagged", "none"] = "all",
+    ) -> None:
         self.model = model
+        self.reasons = reasons
         self.model_tag = model.tag
         self.threshold = model.card.threshold if threshold is None else threshold
         self.top_k = min(top_k, len(model.feature_names))
@@ -53,8 +61,24 @@ class Scorer:
         if not transactions:
             return []
         matrix = self.features(transactions)
-        prediction = self.model.predict(matrix, explain=self.top_k > 0)
-        return self.results([t.transaction_id for t in transactions], matrix, prediction)
+        ids = [t.transaction_id for t in transactions]
+        if self.top_k == 0 or self.reasons == "none":
+            return self.results(ids, matrix, self.model.predict(matrix, explain=False))
+        if self.reasons == "all":
+            return self.results(ids, matrix, self.model.predict(matrix, explain=True))
+        # "flagged": TreeSHAP (the expensive part) only for rows at or above the threshold.
+        plain = self.model.predict(matrix, explain=False)
+        flagged = np.flatnonzero(plain.probabilities >= self.threshold)
+        contributions = np.zeros(matrix.shape, dtype=np.float32)
+        if flagged.size:
+            explained = self.model.predict(matrix[flagged], explain=True)
+            contributions[flagged] = explained.contributions
+        results = self.results(ids, matrix, Prediction(plain.probabilities, contributions))
+        flagged_rows = set(flagged.tolist())
+        for row, result in enumerate(results):
+            if row not in flagged_rows:
+                result["reasons"] = []
+        return results
 
     def results(
         self, transaction_ids: Sequence[str | None], matrix: np.ndarray, prediction: Prediction

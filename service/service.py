@@ -147,7 +147,12 @@ class FraudScoring:
             model_version=_LOADED.tag.partition(":")[2],
         )
         self.model = _LOADED
-        self.scorer = Scorer(self.model, threshold=settings.threshold, top_k=settings.reasons_top_k)
+        self.scorer = Scorer(
+            self.model,
+            threshold=settings.threshold,
+            top_k=settings.reasons_top_k,
+            reasons=settings.reasons,
+        )
         self.metrics = create_metrics(self.model.tag, self.scorer.threshold)
         # The full request path once (features, contributions, reasons) before readiness.
         self.scorer.score([Transaction.model_validate(_WARM_UP)])

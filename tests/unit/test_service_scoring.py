@@ -190,3 +190,18 @@ def test_overflowing_derived_features_still_score(model: LoadedModel) -> None:
     )  # fmt: skip
     (result,) = scorer.score([Transaction.model_validate(extreme)])
     assert 0.0 <= result["fraud_probability"] <= 1.0
+
+
+def test_flagged_mode_explains_only_flagged_rows(model: LoadedModel) -> None:
+    transactions = _transactions(30)
+    every = Scorer(model, threshold=None, top_k=3).score(transactions)
+    cutoff = sorted(r["fraud_probability"] for r in every)[15]
+    flagged = Scorer(model, threshold=cutoff, top_k=3, reasons="flagged").score(transactions)
+    full = Scorer(model, threshold=cutoff, top_k=3).score(transactions)
+    for lazy, exact in zip(flagged, full, strict=True):
+        assert lazy["fraud_probability"] == pytest.approx(exact["fraud_probability"], abs=1e-5)
+        if exact["is_fraud"]:
+            assert lazy["reasons"] == exact["reasons"]
+        else:
+            assert lazy["reasons"] == []
+    assert any(r["reasons"] for r in flagged) and any(not r["reasons"] for r in flagged)
