@@ -35,6 +35,7 @@ start=$(date +%s)
 echo "starting cluster '$CLUSTER_NAME': Kubernetes $KUBE_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION"
 "$KWOKCTL" --name "$CLUSTER_NAME" create cluster \
   --runtime binary \
+  --secure-port=true --kube-authorization=true --kube-admission=true \
   --etcd-binary "$CLUSTER_BIN_DIR/etcd" \
   --kube-apiserver-binary "$CLUSTER_BIN_DIR/kube-apiserver" \
   --kube-controller-manager-binary "$CLUSTER_BIN_DIR/kube-controller-manager" \

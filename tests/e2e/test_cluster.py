@@ -1,0 +1,526 @@
+"""The Helm chart on a real Kubernetes API server: install, roll out, upgrade, roll back, uninstall.
+
+The control plane is real (etcd, kube-apiserver, kube-controller-manager, kube-scheduler built by
+``make cluster-build`` and started by ``cluster/up.sh``); the nodes are simulated by kwok, which
+marks scheduled pods Running and Ready without running containers. So admission, defaulting, API
+versions, selectors, the Deployment/ReplicaSet/EndpointSlice/HPA/disruption controllers and the
+scheduler are exercised for real; container images, probes and traffic are not (the kind workflow
+covers those).
+
+Each module run starts its own throwaway cluster and deletes it afterwards; every release gets its
+own namespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import config, dynamic
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic.resource import ResourceList
+from kubernetes.utils import parse_quantity
+
+from tests.support.tools import REPO_ROOT, in_ci, require_tool
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+CHART = REPO_ROOT / "charts" / "fraud-detection"
+CLUSTER_DIR = REPO_ROOT / "cluster"
+CLUSTER_BIN = REPO_ROOT / ".tools" / "cluster" / "bin"
+CONTROL_PLANE_BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kwok",
+    "kwokctl",
+)
+HELM_TIMEOUT_SECONDS = 180
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+
+# CI values files that install on a bare cluster, with the kinds each must at least create. The
+# others need CRDs (ServiceMonitor, KEDA's ScaledObject) that only the kind workflow installs.
+INSTALLABLE_CI_VALUES: dict[str, set[str]] = {
+    "default-values.yaml": {
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "Secret",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    },
+    "ingress-tls-values.yaml": {"Deployment", "Service", "Ingress", "NetworkPolicy"},
+    "all-off-values.yaml": {"Deployment", "Service"},
+}
+
+
+# ---- the cluster ---------------------------------------------------------------------------------
+@dataclass
+class Cluster:
+    """A running control plane: its kubeconfig, an API client and the helm CLI bound to it.
+
+    Objects are read as plain dicts through the dynamic client (the same shape as the YAML).
+    """
+
+    name: str
+    kubeconfig: Path
+    helm_path: str
+    dyn: dynamic.DynamicClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dyn = dynamic.DynamicClient(
+            config.new_client_from_config(config_file=str(self.kubeconfig))
+        )
+
+    def helm(self, *args: str, timeout: float = HELM_TIMEOUT_SECONDS + 60) -> str:
+        """Run helm against this cluster; fail the test with helm's output when it fails."""
+        command = [self.helm_path, "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(
+            command, check=False, capture_output=True, text=True, timeout=timeout
+        )
+        if result.returncode != 0:
+            pytest.fail(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def resource(self, api_version: str, kind: str) -> Any:
+        """The dynamic-client resource of ``kind`` in ``api_version``."""
+        return self.dyn.resources.get(api_version=api_version, kind=kind)
+
+    def read(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        """One object as a dict (raises ApiException 404 when it does not exist)."""
+        resource = self.resource(api_version, kind)
+        obj = resource.get(name=name, namespace=namespace if resource.namespaced else None)
+        result: dict[str, Any] = obj.to_dict()
+        return result
+
+    def items(
+        self, api_version: str, kind: str, namespace: str, selector: str
+    ) -> list[dict[str, Any]]:
+        """Objects of ``kind`` in ``namespace`` matching the label ``selector``."""
+        found = self.resource(api_version, kind).get(namespace=namespace, label_selector=selector)
+        items: list[dict[str, Any]] = found.to_dict()["items"]
+        return items
+
+
+def _require_control_plane() -> None:
+    """Skip locally (fail under CI) unless ``make cluster-build`` has built the binaries."""
+    missing = [b for b in CONTROL_PLANE_BINARIES if not os.access(CLUSTER_BIN / b, os.X_OK)]
+    if missing:
+        message = (
+            f"control-plane binaries missing in {CLUSTER_BIN}: {missing}; run: make cluster-build"
+        )
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _run_script(script: str, env: dict[str, str], log_path: Path, timeout: float) -> None:
+    """Run a cluster/ script, appending its output to ``log_path``; fail with its tail."""
+    with log_path.open("a") as log:
+        result = subprocess.run(
+            ["bash", str(CLUSTER_DIR / script)],
+            check=False,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
+    if result.returncode != 0:
+        tail = log_path.read_text(errors="replace")[-4000:]
+        pytest.fail(f"cluster/{script} exited {result.returncode}; log {log_path}:\n{tail}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path) -> Iterator[Cluster]:
+    """A fresh control plane with kwok nodes for this module, deleted afterwards (logs kept)."""
+    helm_path = require_tool("helm", "make system-deps")
+    _require_control_plane()
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    kubeconfig = tmp_path_factory.mktemp("cluster") / "kubeconfig"
+    env = {**os.environ, "CLUSTER_NAME": name, "CLUSTER_KUBECONFIG": str(kubeconfig)}
+    log_path = artifacts_dir / f"cluster-{name}.log"
+    workdir = Path(env.get("KWOK_WORKDIR", REPO_ROOT / ".tools" / "cluster" / "kwok"))
+    try:
+        _run_script("up.sh", env, log_path, timeout=300)
+        yield Cluster(name=name, kubeconfig=kubeconfig, helm_path=helm_path)
+    finally:
+        # Keep the component logs (apiserver, controller-manager, ...) before they are deleted.
+        logs = workdir / "clusters" / name / "logs"
+        if logs.is_dir():
+            shutil.copytree(logs, artifacts_dir / f"cluster-{name}-logs", dirs_exist_ok=True)
+        _run_script("down.sh", env, log_path, timeout=120)
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+def wait_until(check: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` and the last error."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return
+        except (ApiException, AssertionError) as exc:
+            last = exc
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+def manifest_objects(cluster: Cluster, release: str, namespace: str) -> list[dict[str, Any]]:
+    """The objects of the release's current revision, as helm applied them."""
+    manifest = cluster.helm("get", "manifest", release, "--namespace", namespace)
+    return [doc for doc in yaml.safe_load_all(manifest) if doc]
+
+
+def live_object(cluster: Cluster, rendered: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The object the API server stored for a rendered one (same apiVersion and kind)."""
+    return cluster.read(
+        rendered["apiVersion"], rendered["kind"], rendered["metadata"]["name"], namespace
+    )
+
+
+def _is_empty(value: object) -> bool:
+    return value is None or value == {} or value == []
+
+
+def _same_scalar(rendered: object, live: object) -> bool:
+    if rendered == live:
+        return True
+    # The API server may canonicalise quantities ("0.5" -> "500m"): compare their values.
+    if isinstance(rendered, str | int | float) and isinstance(live, str | int | float):
+        try:
+            return bool(parse_quantity(rendered) == parse_quantity(live))
+        except ValueError:
+            return False
+    return False
+
+
+def differences(rendered: object, live: object, path: str = "") -> list[str]:
+    """Where the live object lost or changed something the chart rendered.
+
+    Fields the API server adds (defaults, status, managed fields) are fine, and so are empty maps
+    and lists it drops; anything else the chart rendered must be stored exactly as rendered.
+    """
+    if isinstance(rendered, dict):
+        if not isinstance(live, dict):
+            return [f"{path or '.'}: rendered a map, stored {live!r}"]
+        found: list[str] = []
+        for key, value in rendered.items():
+            if live.get(key) is None:
+                if not _is_empty(value):
+                    found.append(f"{path}.{key}: rendered {value!r}, not stored")
+                continue
+            found += differences(value, live[key], f"{path}.{key}")
+        return found
+    if isinstance(rendered, list):
+        if not isinstance(live, list) or len(rendered) != len(live):
+            return [f"{path}: rendered {rendered!r}, stored {live!r}"]
+        return [
+            d
+            for i, (r, v) in enumerate(zip(rendered, live, strict=True))
+            for d in differences(r, v, f"{path}[{i}]")
+        ]
+    if not _same_scalar(rendered, live):
+        return [f"{path}: rendered {rendered!r}, stored {live!r}"]
+    return []
+
+
+def pod_is_healthy(pod: dict[str, Any]) -> bool:
+    """Ready and not being deleted: what the disruption controller counts as healthy."""
+    if pod["metadata"].get("deletionTimestamp"):
+        return False
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def deployment_rolled_out(cluster: Cluster, name: str, namespace: str) -> bool:
+    """The Deployment controller saw the latest spec and every replica is updated and available."""
+    dep = cluster.read("apps/v1", "Deployment", name, namespace)
+    status, want = dep.get("status", {}), dep["spec"]["replicas"]
+    return bool(
+        status.get("observedGeneration", 0) >= dep["metadata"]["generation"]
+        and status.get("updatedReplicas", 0) == want
+        and status.get("readyReplicas", 0) == want
+        and status.get("availableReplicas", 0) == want
+        and status.get("replicas", 0) == want
+    )
+
+
+def api_deployment(cluster: Cluster, release: str, namespace: str) -> dict[str, Any]:
+    """The release's API Deployment (exactly one)."""
+    selector = f"{INSTANCE_LABEL}={release},{COMPONENT_LABEL}=api"
+    deployments = cluster.items("apps/v1", "Deployment", namespace, selector)
+    assert len(deployments) == 1, [d["metadata"]["name"] for d in deployments]
+    return deployments[0]
+
+
+def api_images(cluster: Cluster, release: str, namespace: str) -> set[str]:
+    """Images of the API Deployment's containers."""
+    dep = api_deployment(cluster, release, namespace)
+    return {c["image"] for c in dep["spec"]["template"]["spec"]["containers"]}
+
+
+def leftovers(cluster: Cluster, release: str, namespace: str) -> list[str]:
+    """Every namespaced object of any listable kind still labelled with the release."""
+    found = []
+    for resource in cluster.dyn.resources.search():
+        if isinstance(resource, ResourceList) or "/" in resource.name:  # lists, subresources
+            continue
+        listable = resource.namespaced and "list" in (resource.verbs or [])
+        if not listable or resource.kind in {"Event", "Binding"}:
+            continue
+        try:
+            items = resource.get(namespace=namespace, label_selector=f"{INSTANCE_LABEL}={release}")
+        except ApiException:
+            continue
+        found += [f"{resource.kind}/{item.metadata.name}" for item in items.items]
+    # helm's own release records (Secrets labelled owner=helm, name=<release>).
+    records = cluster.items("v1", "Secret", namespace, f"owner=helm,name={release}")
+    found += [f"Secret/{s['metadata']['name']} (helm release record)" for s in records]
+    return found
+
+
+class HealthyPodTracker:
+    """Watches a set of pods and records the fewest healthy ones at any moment.
+
+    A watch sees every change the API server makes, so even a dip that lasts milliseconds (as
+    with kwok's instant pod transitions) is counted, which polling could miss.
+    """
+
+    def __init__(self, cluster: Cluster, namespace: str, selector: str) -> None:
+        self._pods = cluster.resource("v1", "Pod")
+        self._namespace, self._selector = namespace, selector
+        listed = self._pods.get(namespace=namespace, label_selector=selector).to_dict()
+        self._healthy = {p["metadata"]["name"]: pod_is_healthy(p) for p in listed["items"]}
+        self._resource_version = listed["metadata"]["resourceVersion"]
+        self.initial_pods = set(self._healthy)
+        self.seen_pods = set(self._healthy)
+        self.min_healthy = self.healthy_now()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def healthy_now(self) -> int:
+        """Healthy pods according to the events seen so far."""
+        return sum(self._healthy.values())
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for event in self._pods.watch(
+                    namespace=self._namespace,
+                    label_selector=self._selector,
+                    resource_version=self._resource_version,
+                    timeout=5,
+                ):
+                    pod = event["raw_object"]
+                    name = pod["metadata"]["name"]
+                    self._resource_version = pod["metadata"]["resourceVersion"]
+                    self.seen_pods.add(name)
+                    if event["type"] == "DELETED":
+                        self._healthy.pop(name, None)
+                    elif event["type"] in {"ADDED", "MODIFIED"}:
+                        self._healthy[name] = pod_is_healthy(pod)
+                    else:  # ERROR (e.g. 410 Gone): the minimum could no longer be trusted
+                        self.errors.append(repr(pod))
+                        return
+                    self.min_healthy = min(self.min_healthy, self.healthy_now())
+            except ApiException as exc:
+                self.errors.append(repr(exc))
+                return
+
+    def stop(self) -> None:
+        """Stop watching (returns within the watch's 5-second window)."""
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+def service_endpoints_match_pods(cluster: Cluster, service: str, namespace: str) -> bool:
+    """The Service's EndpointSlices list exactly the IPs of the ready pods it selects."""
+    svc = cluster.read("v1", "Service", service, namespace)
+    selector = ",".join(f"{k}={v}" for k, v in (svc["spec"].get("selector") or {}).items())
+    assert selector, f"Service {service} has no selector"
+    pods = cluster.items("v1", "Pod", namespace, selector)
+    ready_ips = {
+        p["status"]["podIP"] for p in pods if pod_is_healthy(p) and p["status"].get("podIP")
+    }
+    slices = cluster.items(
+        "discovery.k8s.io/v1", "EndpointSlice", namespace, f"kubernetes.io/service-name={service}"
+    )
+    endpoint_ips = {
+        address
+        for eps in slices
+        for ep in eps.get("endpoints") or []
+        if (ep.get("conditions") or {}).get("ready")
+        for address in ep["addresses"]
+    }
+    assert ready_ips, f"no ready pods behind Service {service}"
+    assert endpoint_ips == ready_ips, (
+        f"endpoints {sorted(endpoint_ips)} != pods {sorted(ready_ips)}"
+    )
+    return True
+
+
+def install(cluster: Cluster, values_file: str) -> tuple[str, str]:
+    """``helm install --wait`` the chart with a CI values file into a new namespace."""
+    release = "fraud"
+    namespace = f"fraud-{uuid.uuid4().hex[:6]}"
+    cluster.helm(
+        "install", release, str(CHART),
+        "--namespace", namespace, "--create-namespace",
+        "--values", str(CHART / "ci" / values_file),
+        "--wait", "--timeout", f"{HELM_TIMEOUT_SECONDS}s",
+    )  # fmt: skip
+    return release, namespace
+
+
+def uninstall_leaves_nothing(cluster: Cluster, release: str, namespace: str) -> None:
+    """``helm uninstall --wait``; then every rendered object and everything labelled is gone."""
+    rendered = manifest_objects(cluster, release, namespace)
+    cluster.helm(
+        "uninstall", release, "--namespace", namespace,
+        "--wait", "--timeout", f"{HELM_TIMEOUT_SECONDS}s",
+    )  # fmt: skip
+    for obj in rendered:
+        with pytest.raises(ApiException) as gone:
+            live_object(cluster, obj, namespace)
+        assert gone.value.status == 404, f"{obj['kind']}/{obj['metadata']['name']} still there"
+    # Pods, ReplicaSets and EndpointSlices go through the garbage collector: give it time.
+    wait_until(lambda: not leftovers(cluster, release, namespace), 90, "the garbage collector")
+    assert not leftovers(cluster, release, namespace)
+
+
+def release_secret_data(cluster: Cluster, release: str, namespace: str) -> dict[str, str]:
+    """The decoded data of the chart's own Secret (the API keys)."""
+    selector = f"{INSTANCE_LABEL}={release},app.kubernetes.io/managed-by=Helm"
+    secrets = cluster.items("v1", "Secret", namespace, selector)
+    assert len(secrets) == 1, [s["metadata"]["name"] for s in secrets]
+    data = secrets[0].get("data") or {}
+    assert data, "the chart's Secret is empty"
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+
+# ---- tests ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("values_file", sorted(INSTALLABLE_CI_VALUES))
+def test_ci_values_install_roll_out_and_uninstall(cluster: Cluster, values_file: str) -> None:
+    """Every installable CI values file installs, is stored as rendered, serves, and uninstalls."""
+    assert (CHART / "ci" / values_file).is_file(), f"update INSTALLABLE_CI_VALUES: {values_file}"
+    release, namespace = install(cluster, values_file)
+    objects = manifest_objects(cluster, release, namespace)
+
+    kinds = {obj["kind"] for obj in objects}
+    assert INSTALLABLE_CI_VALUES[values_file] <= kinds, f"rendered only {sorted(kinds)}"
+
+    # Admission and defaulting kept everything the chart rendered (nothing dropped or rewritten).
+    for obj in objects:
+        diff = differences(obj, live_object(cluster, obj, namespace))
+        assert not diff, f"{obj['kind']}/{obj['metadata']['name']} not stored as rendered: {diff}"
+
+    for obj in objects:
+        name = obj["metadata"]["name"]
+        if obj["kind"] == "Deployment":  # rolled out onto the simulated nodes
+            rolled_out = partial(deployment_rolled_out, cluster, name, namespace)
+            wait_until(rolled_out, 60, f"{name} rollout")
+        if obj["kind"] == "Service":  # selects exactly the ready pods of its component
+            has_endpoints = partial(service_endpoints_match_pods, cluster, name, namespace)
+            wait_until(has_endpoints, 60, f"{name} endpoints")
+
+    uninstall_leaves_nothing(cluster, release, namespace)
+
+
+def test_upgrade_rolls_within_pdb_then_rollback_and_uninstall(cluster: Cluster) -> None:
+    """A new image tag rolls out without dropping below the PDB; rollback restores the old one."""
+    release, namespace = install(cluster, "default-values.yaml")
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    min_replicas = int(values["autoscaling"]["minReplicas"])
+    pdb_max_unavailable = int(values["api"]["podDisruptionBudget"]["maxUnavailable"])
+    dep_name = api_deployment(cluster, release, namespace)["metadata"]["name"]
+    selector = f"{INSTANCE_LABEL}={release},{COMPONENT_LABEL}=api"
+
+    # The chart leaves replicas to the HPA, whose controller must raise them to minReplicas.
+    def hpa_at_min() -> bool:
+        hpa = cluster.read("autoscaling/v2", "HorizontalPodAutoscaler", dep_name, namespace)
+        status = hpa.get("status", {})
+        return bool(status.get("currentReplicas") == status.get("desiredReplicas") == min_replicas)
+
+    wait_until(hpa_at_min, 90, f"the HPA to scale {dep_name} to minReplicas={min_replicas}")
+    wait_until(lambda: deployment_rolled_out(cluster, dep_name, namespace), 60, "API pods ready")
+
+    # The disruption controller matched the PDB's selector to exactly those pods.
+    def pdb_tracks_pods() -> bool:
+        (pdb,) = cluster.items("policy/v1", "PodDisruptionBudget", namespace, selector)
+        status = pdb.get("status", {})
+        assert status.get("expectedPods") == min_replicas, status
+        return bool(
+            status.get("currentHealthy") == min_replicas
+            and status.get("disruptionsAllowed") == pdb_max_unavailable
+        )
+
+    wait_until(pdb_tracks_pods, 60, "the PDB status")
+
+    secret_before = release_secret_data(cluster, release, namespace)
+    old_images = api_images(cluster, release, namespace)
+    old_dep = api_deployment(cluster, release, namespace)
+    old_revision = int(old_dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"])
+
+    tracker = HealthyPodTracker(cluster, namespace, selector)
+    try:
+        cluster.helm(
+            "upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values",
+            "--set", "api.image.tag=0.1.1-e2e",
+            "--wait", "--timeout", f"{HELM_TIMEOUT_SECONDS}s",
+        )  # fmt: skip
+        wait_until(lambda: deployment_rolled_out(cluster, dep_name, namespace), 60, "the upgrade")
+    finally:
+        tracker.stop()
+
+    new_images = api_images(cluster, release, namespace)
+    assert new_images and all(i.endswith(":0.1.1-e2e") for i in new_images), new_images
+    new_dep = api_deployment(cluster, release, namespace)
+    assert int(new_dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"]) == (
+        old_revision + 1
+    )
+    # Every old pod was replaced, and healthy pods never fell below what the PDB allows.
+    assert not tracker.errors, tracker.errors
+    current = {p["metadata"]["name"] for p in cluster.items("v1", "Pod", namespace, selector)}
+    assert current and not current & tracker.initial_pods, "the old pods were not replaced"
+    assert len(tracker.seen_pods - tracker.initial_pods) >= min_replicas
+    assert tracker.min_healthy >= min_replicas - pdb_max_unavailable, (
+        f"healthy API pods fell to {tracker.min_healthy} during the upgrade "
+        f"(the PDB allows at most {pdb_max_unavailable} of {min_replicas} unavailable)"
+    )
+    # The chart keeps its generated API key across upgrades (helm's lookup on a live cluster).
+    assert release_secret_data(cluster, release, namespace) == secret_before
+
+    cluster.helm(
+        "rollback", release, "1", "--namespace", namespace,
+        "--wait", "--timeout", f"{HELM_TIMEOUT_SECONDS}s",
+    )  # fmt: skip
+    wait_until(lambda: deployment_rolled_out(cluster, dep_name, namespace), 60, "the rollback")
+    assert api_images(cluster, release, namespace) == old_images
+    history = yaml.safe_load(
+        cluster.helm("history", release, "--namespace", namespace, "--output", "yaml")
+    )
+    assert [h["revision"] for h in history] == [1, 2, 3]
+    assert history[-1]["status"] == "deployed"
+    assert "Rollback to 1" in history[-1]["description"]
+
+    uninstall_leaves_nothing(cluster, release, namespace)
