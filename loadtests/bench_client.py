@@ -163,6 +163,13 @@ def step_passes(step: dict[str, Any], p99_bound_ms: float) -> bool:
     )
 
 
+def saturated(step: dict[str, Any]) -> bool:
+    """The target no longer keeps up: < 90% of the offered rate served, or > 1% errors."""
+    return step["achieved_rps"] < 0.9 * step["offered_rps"] or step["errors"] > 0.01 * max(
+        step["requests"], 1
+    )
+
+
 class Recorder:
     """Collects a :class:`Sample` per request from Locust's request event."""
 
@@ -205,7 +212,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 step["passed"] = step_passes(step, args.p99_ms)
                 result["steps"].append(step)
                 recorder.samples.clear()
-                misses = 0 if step["passed"] else misses + 1
+                # Keep climbing while the target keeps up (even above the p99 bound: the peak
+                # is reported too); stop after two saturated steps.
+                misses = 0 if not saturated(step) else misses + 1
                 if misses >= 2:
                     break
         else:

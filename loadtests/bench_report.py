@@ -44,6 +44,22 @@ def target_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
     ratio_check("mlserver", TARGET_VS_MLSERVER, "throughput vs MLServer")
     ratio_check("stock-bentoml", TARGET_VS_STOCK, "throughput vs stock BentoML")
     ratio_check("starlette-echo", TARGET_VS_CEILING, "throughput vs Starlette ceiling")
+    # Secondary view for noisy machines: error-free peak throughput, whatever the latency.
+    own_peak = ours.get("peak_rps", 0.0)
+    for peer, goal, what in (
+        ("mlserver", TARGET_VS_MLSERVER, "MLServer"),
+        ("stock-bentoml", TARGET_VS_STOCK, "stock BentoML"),
+        ("starlette-echo", TARGET_VS_CEILING, "Starlette ceiling"),
+    ):
+        other = targets.get(peer, {}).get("peak_rps")
+        value = own_peak / other if other and own_peak else None
+        checks.append(
+            {
+                "target": f"(peak, any p99) vs {what} >= {goal:g}x",
+                "value": value,
+                "met": None if value is None else value >= goal,
+            }
+        )
     steps = ours.get("steps", [])
     below = [s for s in steps if s["offered_rps"] <= capacity]
     early_rejections = sum(s.get("rejections", 0) for s in below)
@@ -103,15 +119,19 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"Load average at start/end: {_fmt(doc['machine']['load_average_at_start'][0], 2)} / "
         f"{_fmt(doc['machine'].get('load_average_at_end', [None])[0], 2)}.",
         "",
-        "| system | max sustained req/s | p50 ms | p99 ms | at offered req/s | RSS MB |",
+        "| system | max sustained req/s (p99 <= 15 ms) | p50 / p99 ms there | "
+        "peak req/s (0 errors, any p99) | p50 / p99 ms at peak | RSS MB |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for result in doc["targets"].values():
         best = result.get("at_max") or {}
+        top = result.get("at_peak") or {}
         lines.append(
             f"| {result['label']} | {_fmt(result['max_sustained_rps'], 0)} | "
-            f"{_fmt(best.get('p50_ms'))} | {_fmt(best.get('p99_ms'))} | "
-            f"{_fmt(best.get('offered_rps'), 0)} | {_fmt(result['rss_mb']['end'], 0)} |"
+            f"{_fmt(best.get('p50_ms'))} / {_fmt(best.get('p99_ms'))} | "
+            f"{_fmt(result.get('peak_rps'), 0)} | "
+            f"{_fmt(top.get('p50_ms'))} / {_fmt(top.get('p99_ms'))} | "
+            f"{_fmt(result['rss_mb']['end'], 0)} |"
         )
     bulk = doc["targets"].get("service", {}).get("bulk")
     if bulk:

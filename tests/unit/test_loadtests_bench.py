@@ -214,3 +214,24 @@ def test_readme_table_is_replaced_between_the_markers_only(tmp_path: Path) -> No
     readme.write_text("no markers\n")
     assert not bench_report.update_readme("x", readme)
     assert readme.read_text() == "no markers\n"
+
+
+def test_peak_is_the_best_error_free_step_whatever_its_latency() -> None:
+    steps = [
+        {"achieved_rps": 400, "errors": 0, "p99_ms": 40.0},
+        {"achieved_rps": 700, "errors": 0, "p99_ms": 90.0},
+        {"achieved_rps": 900, "errors": 3, "p99_ms": 20.0},
+    ]
+    assert bench.peak(steps) == steps[1]
+    assert bench.peak([steps[2]]) is None
+
+
+@pytest.mark.parametrize(
+    ("achieved", "errors", "is_saturated"),
+    [(950.0, 0, False), (850.0, 0, True), (1000.0, 11, True), (1000.0, 10, False)],
+)
+def test_the_ladder_stops_climbing_only_when_the_target_saturates(
+    achieved: float, errors: int, is_saturated: bool
+) -> None:
+    step = {"offered_rps": 1000.0, "achieved_rps": achieved, "errors": errors, "requests": 1000}
+    assert bench_client.saturated(step) is is_saturated
