@@ -160,6 +160,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Largest installed packages", "", "| Package | MB |", "|---|---:|"]
     for row in report["largest_packages"]:
         lines.append(f"| {row['package']} | {row['bytes'] / 1e6:.1f} |")
+    if report.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
     return "\n".join(lines) + "\n"
 
 
@@ -169,9 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", help="image reference (default: the last `make image`)")
     parser.add_argument("--starts", type=int, default=5, help="container starts to time")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports")
+    parser.add_argument("--note", action="append", default=[], help="context line for the report")
+    parser.add_argument(
+        "--notes-only", action="store_true", help="add --note lines to the existing report"
+    )
     args = parser.parse_args(argv)
-    image = args.image or json.loads(BUILD_INFO.read_text())["image"]
-    report = measure(image, args.starts)
+    if args.notes_only:
+        report = json.loads((args.out / "image.json").read_text())
+    else:
+        image = args.image or json.loads(BUILD_INFO.read_text())["image"]
+        report = measure(image, args.starts)
+    report["notes"] = [*report.get("notes", []), *args.note]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "image.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "image.md").write_text(render_markdown(report))
