@@ -5,7 +5,7 @@ set -euo pipefail
 # shellcheck source=env.sh
 source "$(dirname "$0")/env.sh"
 
-if [ -x "$KWOKCTL" ] && "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+if [ -x "$KWOKCTL" ] && cluster_exists; then
   "$KWOKCTL" --name "$CLUSTER_NAME" delete cluster --kubeconfig "$CLUSTER_KUBECONFIG"
 else
   echo "no cluster '$CLUSTER_NAME' to delete"

@@ -17,3 +17,11 @@ export KWOK_WORKDIR="${KWOK_WORKDIR:-$REPO_ROOT/.tools/cluster/kwok}"
 # with the control plane rather than whatever version the machine happens to have.
 export PATH="$CLUSTER_BIN_DIR:$PATH"
 KWOKCTL="$CLUSTER_BIN_DIR/kwokctl"
+
+# True when kwokctl knows a cluster named CLUSTER_NAME. (Not `kwokctl ... | grep -q`: with pipefail,
+# grep exiting at the first match can kill kwokctl with SIGPIPE and turn a match into a failure.)
+cluster_exists() {
+  local clusters
+  clusters=$("$KWOKCTL" get clusters 2>/dev/null) || return 1
+  grep -qx "$CLUSTER_NAME" <<<"$clusters"
+}

@@ -20,7 +20,7 @@ done
 kubectl_() { kubectl --kubeconfig "$CLUSTER_KUBECONFIG" --request-timeout=10s "$@"; }
 api_answers() { [ -f "$CLUSTER_KUBECONFIG" ] && [ "$(kubectl_ get --raw /readyz 2>/dev/null)" = "ok" ]; }
 
-if "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+if cluster_exists; then
   if api_answers; then
     echo "cluster '$CLUSTER_NAME' already running (kubeconfig: $CLUSTER_KUBECONFIG)"
     exit 0
