@@ -41,7 +41,7 @@ system-deps: ## Install Debian packages and Go tools the full test suite needs (
 
 ##@ Model
 .PHONY: data
-data: env ## Simulate transactions for PRESET (demo|small|full) into data/
+data: env ## Simulate transactions for PRESET (demo|test|full) into data/PRESET (Parquet)
 	$(RUN) fraud-simulate --preset $(PRESET) --out data/$(PRESET)
 
 .PHONY: train
