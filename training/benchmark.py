@@ -80,7 +80,7 @@ TOLERANCE_FLOOR: Final = 0.02
 PROJECT_TRAIN_START: Final = date(2018, 5, 1)
 
 
-def standard_errors(test: pd.DataFrame, score: np.ndarray, reps: int = 100) -> dict[str, float]:
+def standard_errors(test: pd.DataFrame, score: np.ndarray, reps: int = 50) -> dict[str, float]:
     """Sampling error of each metric on this test week (see the module docstring)."""
     rng = np.random.default_rng(0)
     label = test["is_fraud"].to_numpy()

@@ -24,7 +24,7 @@ XGB_PARAMS: Final[dict[str, Any]] = {
     "eval_metric": ["aucpr", "logloss"],
     "tree_method": "hist",
     "max_depth": 5,
-    "eta": 0.05,
+    "eta": 0.1,
     "subsample": 0.8,
     "colsample_bytree": 0.8,
     "min_child_weight": 1.0,
