@@ -88,6 +88,7 @@ test: env system-deps ## Whole test suite: lint, unit, integration, chart, e2e, 
 	$(RUN) pytest tests/unit
 	$(RUN) pytest tests/integration
 	$(MAKE) chart-check
+	$(MAKE) cluster-build
 	$(RUN) pytest tests/e2e
 	$(MAKE) loadtest
 
