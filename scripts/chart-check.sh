@@ -7,9 +7,9 @@
 #   3. checkov on the rendered manifests (zero failed checks; skips are justified in place)
 #   4. the chart README is what helm-docs generates (no drift)
 #   5. skaffold.yaml against skaffold's own JSON schema (from its Go module)
-#   6. the chart template tests (tests/unit/test_chart.py, _lint.py, _schema.py)
+#   6. the chart template tests (tests/chart/)
 # kube-linter cannot be installed here (its Go module is not served by the proxy and no PyPI
-# package ships it): its default checks are asserted by tests/unit/test_chart_lint.py instead.
+# package ships it): its default checks are asserted by tests/chart/test_chart_lint.py instead.
 # A missing tool fails under CI=true and skips this check (with a hint) elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -90,8 +90,7 @@ step "skaffold.yaml against skaffold $SKAFFOLD_MODULE_VERSION's JSON schema"
 "${RUN[@]}" python k8s/schemas/validate_skaffold.py skaffold.yaml "$SKAFFOLD_MODULE_VERSION"
 
 step "chart template tests"
-# (test_chart_hook.py serves the API, so it runs with the other unit tests, not here.)
-"${RUN[@]}" pytest -q -p no:cacheprovider tests/unit/test_chart.py tests/unit/test_chart_lint.py \
-  tests/unit/test_chart_schema.py
+# (test_chart_hook.py serves the API, so it runs in tests/integration, not here.)
+"${RUN[@]}" pytest -q -p no:cacheprovider tests/chart
 
 echo "chart-check: all passed in $((SECONDS - started)) s"

@@ -1,4 +1,4 @@
-"""Render the Helm chart with the real helm CLI for the chart tests (tests/unit/test_chart*.py)."""
+"""Render the Helm chart with the real helm CLI for the chart tests (tests/chart/)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.chart_support import CI_VALUES, of_kind, pod_specs, render, selects
+from tests.chart.chart_support import CI_VALUES, of_kind, pod_specs, render, selects
 
 VALUE_SETS = sorted(CI_VALUES)
 DEPRECATED_API_VERSIONS = re.compile(

@@ -12,8 +12,7 @@ import yaml
 
 from fraud_contract.api import LIVE_PATH, READY_PATH, SCORE_PATH
 from service.settings import ServiceSettings
-from tests.support.tools import REPO_ROOT
-from tests.unit.chart_support import (
+from tests.chart.chart_support import (
     CHART,
     CI_VALUES,
     NAMESPACE,
@@ -27,6 +26,7 @@ from tests.unit.chart_support import (
     render_error,
     selects,
 )
+from tests.support.tools import REPO_ROOT
 
 API = f"{RELEASE}-fraud-detection-api"
 UI = f"{RELEASE}-fraud-detection-ui"
