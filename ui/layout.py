@@ -151,11 +151,11 @@ def _score_tab(handlers: Handlers, examples: Sequence[Example]) -> None:
                 empty_reasons(),
                 x="feature",
                 y="contribution",
-                color="direction",
-                color_map={"raises risk": "#dc2626", "lowers risk": "#16a34a"},
-                title="Top reasons (contribution to the fraud log-odds)",
+                # One colour: a categorical colour whose categories change between results
+                # left stale bars in Gradio's chart; the sign already shows the direction.
+                title="Top reasons (above 0 raises the fraud log-odds, below 0 lowers it)",
                 x_label_angle=-30,
-                tooltip=["feature", "contribution", "value"],
+                tooltip=["feature", "contribution", "direction", "value"],
                 elem_id="score-reasons",
                 label="Top reasons",
                 visible=False,
