@@ -145,13 +145,11 @@ def test_missing_aggregates_change_the_score_as_expected(trained: TrainingResult
     # transaction looks far less suspicious, but it is still scored (no error, no imputation).
     assert with_history > trained.card.threshold
     assert without_terminal < with_history / 2
-    # A 5x amount stays suspicious from the amount alone when the card's history is missing.
+    # A stolen card's 5x amount is suspicious against the card's own averages; without the
+    # card history only the raw amount is left, so the score drops.
     card_fraud = EXAMPLES["compromised_card"]["transaction"]
     card_bare = {k: v for k, v in card_fraud.items() if k not in AGGREGATE_FIELDS}
-    genuine = {
-        k: v for k, v in EXAMPLES["genuine"]["transaction"].items() if k not in AGGREGATE_FIELDS
-    }
-    assert _score(trained, card_bare) > _score(trained, genuine)
+    assert _score(trained, card_bare) < _score(trained, card_fraud)
 
 
 def test_train_tiny_model_saves_a_loadable_card(bentoml_home: Path) -> None:
