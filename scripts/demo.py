@@ -101,6 +101,9 @@ def main() -> int:
         print("\nstopping API and UI ...", flush=True)
         return 0
     finally:
+        # A second Ctrl-C (or make forwarding the first one again) must not cut the shutdown.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _stop(children)
 
 
