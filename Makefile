@@ -12,7 +12,7 @@ UI_PORT        ?= 7860
 HOST           ?= 127.0.0.1
 export BENTOML_HOME ?= $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := true
-export PATH := $(CURDIR)/.tools/bin:$(PATH)
+export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.tools/uv/bin:$(PATH)
 
 UV  := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/uv/bin/uv)
 RUN := $(UV) run --frozen
