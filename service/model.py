@@ -56,9 +56,9 @@ class LoadedModel:
             return Prediction(probabilities.reshape(-1), None)
         # nthread: DMatrix defaults to every core; on a busy or pinned core the OpenMP
         # start-up alone cost ~14 ms CPU per small batch (measured), 30x the copy itself.
-        dmatrix = xgb.DMatrix(
-            matrix, missing=np.nan, feature_names=list(self.feature_names), nthread=self.threads
-        )
+        # No feature names: columns are in booster order by construction and the names'
+        # setter costs ~0.1-0.2 ms per call (measured), paid once per adaptive batch.
+        dmatrix = xgb.DMatrix(matrix, missing=np.nan, nthread=self.threads)
         contribs = self.booster.predict(dmatrix, pred_contribs=True, validate_features=False)
         margin = contribs.sum(axis=1, dtype=np.float64)
         probabilities = 1.0 / (1.0 + np.exp(-margin))
