@@ -60,6 +60,10 @@ MODEL_FEATURES: Final[tuple[str, ...]] = (
     "terminal_nb_fraud_1d",
     "terminal_nb_fraud_7d",
     "terminal_nb_fraud_30d",
+    "amount_to_ref",
+    "customer_nb_high_amount_1d",
+    "customer_nb_high_amount_7d",
+    "high_amount_share_7d",
 )
 
 #: Columns that :func:`compute_features` needs as input.
@@ -108,6 +112,10 @@ def compute_features(
         "amount_to_avg_30d": lambda: _ratio(amount, raw("customer_avg_amount_30d")),
         "amount_zscore_30d": lambda: _ratio(
             amount - raw("customer_avg_amount_30d"), raw("customer_std_amount_30d")
+        ),
+        "amount_to_ref": lambda: _ratio(amount, raw("customer_avg_amount_ref")),
+        "high_amount_share_7d": lambda: _ratio(
+            raw("customer_nb_high_amount_7d"), raw("customer_nb_tx_7d")
         ),
         "terminal_nb_fraud_1d": lambda: raw("terminal_nb_tx_1d") * raw("terminal_risk_1d"),
         "terminal_nb_fraud_7d": lambda: raw("terminal_nb_tx_7d") * raw("terminal_risk_7d"),

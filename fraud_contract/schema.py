@@ -78,6 +78,22 @@ class Transaction(BaseModel):
         default=None,
         description="Card's amount standard deviation over the last 30 days, including this one.",
     )
+    customer_avg_amount_ref: Money | None = Field(
+        default=None,
+        description="Card's reference mean amount, in currency units: the mean over the 30 "
+        "days that end 14 days before this transaction (unaffected by a recent compromise); "
+        "the 30-day mean including this one for a card with no older history.",
+    )
+    customer_nb_high_amount_1d: Count | None = Field(
+        default=None,
+        description="Card's transactions in the last 1 day, including this one, whose amount "
+        "exceeded 3x the card's reference mean amount at their time.",
+    )
+    customer_nb_high_amount_7d: Count | None = Field(
+        default=None,
+        description="Card's transactions in the last 7 days, including this one, whose amount "
+        "exceeded 3x the card's reference mean amount at their time.",
+    )
     terminal_nb_tx_1d: Count | None = Field(
         default=None, description="Terminal's transactions in the 1 day before the 7-day delay."
     )

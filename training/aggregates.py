@@ -29,6 +29,15 @@ CUSTOMER_WINDOWS: Final[tuple[int, ...]] = (1, 7, 30)
 TERMINAL_WINDOWS: Final[tuple[int, ...]] = (1, 7, 30)
 #: Days before a transaction's fraud label is known (the handbook's delay).
 LABEL_DELAY_DAYS: Final = 7
+#: The card's reference amount profile is its mean over the REFERENCE_DAYS that end
+#: REFERENCE_LAG_DAYS before the transaction: recent activity (a compromise in progress that
+#: inflates every recent average) does not move the reference.
+REFERENCE_LAG_DAYS: Final = 14
+REFERENCE_DAYS: Final = 30
+#: A card transaction counts as "high" when its amount exceeds this multiple of the card's
+#: reference mean (simulated genuine amounts have std = mean / 2, so 3x is 4 std out).
+HIGH_AMOUNT_FACTOR: Final = 3.0
+HIGH_AMOUNT_WINDOWS: Final[tuple[int, ...]] = (1, 7)
 
 
 def _sorted_keys(entity: np.ndarray, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +88,51 @@ def customer_aggregates(
             # Population std; float rounding can leave tiny non-zero variances.
             var[var <= 1e-9 * np.maximum(mean * mean, 1.0)] = 0.0
             out[f"customer_std_amount_{days}d"] = _unsort(np.sqrt(var), order)
+    return out
+
+
+def customer_reference_aggregates(
+    customer: np.ndarray,
+    seconds: np.ndarray,
+    amount: np.ndarray,
+    *,
+    lag_days: int = REFERENCE_LAG_DAYS,
+    reference_days: int = REFERENCE_DAYS,
+    high_windows: Sequence[int] = HIGH_AMOUNT_WINDOWS,
+) -> dict[str, np.ndarray]:
+    """The card's lagged reference mean and its recent count of unusually high amounts.
+
+    * ``customer_avg_amount_ref``: mean amount over ``(t - lag - reference, t - lag]``, or
+      the 30-day mean including the row when the card has no transaction there yet (a new
+      card: every record stays a complete contract record);
+    * ``customer_nb_high_amount_{n}d``: the card's transactions in ``(t - n days, t]``
+      (this one included) whose amount exceeded ``HIGH_AMOUNT_FACTOR`` times the reference
+      mean valid at *their* time.
+    """
+    order, key = _sorted_keys(customer, seconds)
+    n = key.shape[0]
+    a = amount[order].astype(np.float64)
+    ent = customer[order]
+    group_start = np.searchsorted(ent, ent, side="left")
+    cs1 = _grouped_prefix(a, ent)
+    hi = np.searchsorted(key, key - lag_days * SECONDS_PER_DAY, side="right")
+    lo = np.searchsorted(key, key - (lag_days + reference_days) * SECONDS_PER_DAY, side="right")
+    hi = np.maximum(hi, group_start)
+    lo = np.minimum(np.maximum(lo, group_start), hi)
+    count = hi - lo
+    filled = count > 0
+    # Fallback: the 30-day mean including the row (always defined).
+    lo30 = np.searchsorted(key, key - 30 * SECONDS_PER_DAY, side="right")
+    rows = np.arange(1, n + 1)
+    reference = _grouped_window_sum(cs1, lo30, rows, group_start) / (rows - lo30)
+    reference[filled] = (
+        _grouped_window_sum(cs1, lo[filled], hi[filled], group_start[filled]) / count[filled]
+    )
+    high_cs = np.concatenate([[0.0], np.cumsum(a > HIGH_AMOUNT_FACTOR * reference)])
+    out = {"customer_avg_amount_ref": _unsort(reference, order)}
+    for days in high_windows:
+        lo_w = np.searchsorted(key, key - days * SECONDS_PER_DAY, side="right")
+        out[f"customer_nb_high_amount_{days}d"] = _unsort(_window_sum(high_cs, lo_w, rows), order)
     return out
 
 
@@ -146,6 +200,7 @@ def add_aggregates(frame: pd.DataFrame, delay_days: int = LABEL_DELAY_DAYS) -> p
     )
     values = {
         **customer_aggregates(customer, seconds, amount, CUSTOMER_WINDOWS, std_windows),
+        **customer_reference_aggregates(customer, seconds, amount),
         **terminal_aggregates(terminal, seconds, is_fraud, TERMINAL_WINDOWS, delay_days),
     }
     missing = set(AGGREGATE_FIELDS) - set(values)

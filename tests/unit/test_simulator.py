@@ -153,3 +153,28 @@ def test_aggregated_rows_are_valid_contract_records(tiny: pd.DataFrame) -> None:
         body = {k: v for k, v in row.items() if k not in ("is_fraud", "fraud_scenario")}
         body["timestamp"] = body["timestamp"].isoformat()
         Transaction.model_validate(body)
+
+
+def test_reference_amount_and_high_amount_counts_match_a_brute_force_reference(
+    tiny: pd.DataFrame,
+) -> None:
+    agg = add_aggregates(tiny)
+    sample = agg["customer_id"].drop_duplicates().sample(30, random_state=2)
+    day = np.timedelta64(1, "D")
+    for card in sample:
+        rows = agg[agg["customer_id"] == card].sort_values("timestamp", kind="stable")
+        times = rows["timestamp"].to_numpy()
+        amounts = rows["amount"].to_numpy()
+        expected_ref = np.empty(len(rows))
+        for i, t in enumerate(times):
+            lagged = amounts[(times > t - 44 * day) & (times <= t - 14 * day)]
+            last30 = amounts[: i + 1][times[: i + 1] > t - 30 * day]
+            expected_ref[i] = lagged.mean() if lagged.size else last30.mean()
+        np.testing.assert_allclose(rows["customer_avg_amount_ref"], expected_ref, rtol=1e-9)
+        high = amounts > 3.0 * expected_ref
+        for days in (1, 7):
+            expected = [
+                int(high[: i + 1][times[: i + 1] > t - days * day].sum())
+                for i, t in enumerate(times)
+            ]
+            np.testing.assert_array_equal(rows[f"customer_nb_high_amount_{days}d"], expected)

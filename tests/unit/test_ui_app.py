@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from fraud_contract.schema import example_transaction
 from ui.app import create_app, parse_args
 from ui.client import ScoringClient
-from ui.form import form_values
+from ui.form import FORM_FIELDS, form_values
 from ui.handlers import UNEXPECTED, Handlers
 from ui.settings import UISettings
 
@@ -53,7 +53,7 @@ def test_root_path_is_normalised_and_cli_overrides_only_given_options() -> None:
 
 def test_score_handler_shows_sentences_for_bad_input_and_unreachable_api() -> None:
     handlers = handlers_with(refused)
-    status, card, _ = handlers.score(*["" for _ in range(18)])
+    status, card, _ = handlers.score(*["" for _ in FORM_FIELDS])
     assert "Invalid field timestamp" in status
     assert card == ""
     status, card, _ = handlers.score(*form_values(example_transaction()))
