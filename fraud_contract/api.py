@@ -36,6 +36,11 @@ OPENAPI_PATH: Final = "/docs.json"
 #: Paths that never need an API key and are never access-logged.
 UNAUTHENTICATED_PATHS: Final[frozenset[str]] = frozenset({READY_PATH, LIVE_PATH, METRICS_PATH})
 
+#: Query parameter of the two JSON scoring routes: ``?explain=true`` puts TreeSHAP reasons on
+#: every result of the request. Without it the service's ``FRAUD_REASONS`` policy applies
+#: (by default only flagged results carry reasons).
+EXPLAIN_PARAM: Final = "explain"
+
 # ---- headers and limits ------------------------------------------------------------------
 #: Header carrying the API key when keys are configured.
 API_KEY_HEADER: Final = "X-API-Key"

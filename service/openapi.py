@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 
 from fraud_contract.api import (
     API_KEY_HEADER,
+    EXPLAIN_PARAM,
     FILE_FIELD,
     MAX_BATCH_TRANSACTIONS,
     MODEL_PATH,
@@ -78,6 +79,14 @@ def contract_paths(examples: list[dict[str, Any]]) -> dict[str, Any]:
     }
     security: list[dict[str, list[str]]] = [{"ApiKey": []}]
     errors = _error_responses(400, 401, 413, 415, 422, 503)
+    explain = {
+        "name": EXPLAIN_PARAM,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "boolean", "default": False},
+        "description": "TreeSHAP reasons on every result. Without it only flagged results "
+        "(at or above the threshold) carry reasons (the service's FRAUD_REASONS policy).",
+    }
     return {
         SCORE_PATH: {
             "post": {
@@ -86,8 +95,10 @@ def contract_paths(examples: list[dict[str, Any]]) -> dict[str, Any]:
                 "security": security,
                 "summary": "Score one transaction",
                 "description": "Fraud probability, decision at the model threshold, risk band and "
-                "the top TreeSHAP reasons. Requests are grouped into model calls by BentoML "
-                "adaptive batching. Unknown fields are rejected (422).",
+                "the top TreeSHAP reasons (for flagged results, or all with ?explain=true). "
+                "Requests are grouped into model calls by BentoML adaptive batching. Unknown "
+                "fields are rejected (422).",
+                "parameters": [explain],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -117,6 +128,7 @@ def contract_paths(examples: list[dict[str, Any]]) -> dict[str, Any]:
                 "security": security,
                 "summary": f"Score 1 to {MAX_BATCH_TRANSACTIONS} transactions",
                 "description": "One result per transaction, in request order.",
+                "parameters": [explain],
                 "requestBody": {
                     "required": True,
                     "content": {

@@ -6,6 +6,7 @@ call); the HTTP layer only parses, validates once and serialises.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,6 +25,15 @@ class Decisions:
     probabilities: np.ndarray
     is_fraud: np.ndarray
     bands: list[str]
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """Seconds spent in each step of one model call."""
+
+    preprocess: float
+    predict: float
+    postprocess: float
 
 
 class Scorer:
@@ -56,38 +66,73 @@ class Scorer:
         """The model matrix for already-validated transactions."""
         return compute_features(columns_from_records(transactions), self.feature_names)
 
-    def score(self, transactions: Sequence[Transaction]) -> list[dict[str, Any]]:
+    def score(
+        self, transactions: Sequence[Transaction], explain: Sequence[bool] | None = None
+    ) -> list[dict[str, Any]]:
         """Score validated transactions; one result dict per transaction, in order."""
+        return self.score_timed(transactions, explain)[0]
+
+    def score_timed(
+        self, transactions: Sequence[Transaction], explain: Sequence[bool] | None = None
+    ) -> tuple[list[dict[str, Any]], StepTimes]:
+        """Score in one model call; also return how long each step took.
+
+        Which results carry TreeSHAP reasons: those the ``reasons`` policy selects ("all",
+        "flagged" = at or above the threshold, "none"), plus those whose ``explain`` flag is
+        set (a caller asked for them). ``top_k == 0`` switches reasons off altogether.
+        """
+        started = time.perf_counter()
         if not transactions:
-            return []
+            return [], StepTimes(0.0, 0.0, 0.0)
         matrix = self.features(transactions)
         ids = [t.transaction_id for t in transactions]
-        if self.top_k == 0 or self.reasons == "none":
-            return self.results(ids, matrix, self.model.predict(matrix, explain=False))
-        if self.reasons == "all":
-            return self.results(ids, matrix, self.model.predict(matrix, explain=True))
-        # "flagged": TreeSHAP (the expensive part) only for rows at or above the threshold.
+        featured = time.perf_counter()
+        asked = np.asarray(explain, dtype=bool) if explain is not None else None
+        if self.top_k == 0:
+            prediction, explained = self.model.predict(matrix, explain=False), None
+        elif self.reasons == "all":
+            prediction, explained = self.model.predict(matrix, explain=True), None
+        else:
+            prediction, explained = self._explain_selected(matrix, asked)
+        predicted = time.perf_counter()
+        results = self.results(ids, matrix, prediction, explained)
+        done = time.perf_counter()
+        return results, StepTimes(featured - started, predicted - featured, done - predicted)
+
+    def _explain_selected(
+        self, matrix: np.ndarray, asked: np.ndarray | None
+    ) -> tuple[Prediction, np.ndarray]:
+        """Plain prediction for every row; TreeSHAP (the expensive part) only where needed."""
         plain = self.model.predict(matrix, explain=False)
-        flagged = np.flatnonzero(plain.probabilities >= self.threshold)
+        wanted = (
+            plain.probabilities >= self.threshold
+            if self.reasons == "flagged"
+            else np.zeros(matrix.shape[0], dtype=bool)
+        )
+        if asked is not None:
+            wanted |= asked
         contributions = np.zeros(matrix.shape, dtype=np.float32)
-        if flagged.size:
-            explained = self.model.predict(matrix[flagged], explain=True)
-            contributions[flagged] = explained.contributions
-        results = self.results(ids, matrix, Prediction(plain.probabilities, contributions))
-        flagged_rows = set(flagged.tolist())
-        for row, result in enumerate(results):
-            if row not in flagged_rows:
-                result["reasons"] = []
-        return results
+        rows = np.flatnonzero(wanted)
+        if rows.size:
+            contributions[rows] = self.model.predict(matrix[rows], explain=True).contributions
+        return Prediction(plain.probabilities, contributions), wanted
 
     def results(
-        self, transaction_ids: Sequence[str | None], matrix: np.ndarray, prediction: Prediction
+        self,
+        transaction_ids: Sequence[str | None],
+        matrix: np.ndarray,
+        prediction: Prediction,
+        explained: np.ndarray | None = None,
     ) -> list[dict[str, Any]]:
-        """Build result dicts (plain Python values, ready for orjson)."""
+        """Build result dicts (plain Python values, ready for orjson).
+
+        ``explained`` marks the rows whose contributions are real (None: every row, when
+        there are contributions); the others get no reasons.
+        """
         decisions = self.decide(prediction.probabilities)
         probabilities = prediction.probabilities.tolist()
         flags = decisions.is_fraud.tolist()
-        reasons = self._reasons(matrix, prediction.contributions)
+        reasons = self._reasons(matrix, prediction.contributions, explained)
         return [
             {
                 "transaction_id": transaction_ids[i],
@@ -102,23 +147,27 @@ class Scorer:
         ]
 
     def _reasons(
-        self, matrix: np.ndarray, contributions: np.ndarray | None
+        self, matrix: np.ndarray, contributions: np.ndarray | None, explained: np.ndarray | None
     ) -> list[list[dict[str, Any]]]:
-        """Top-k features by absolute contribution, largest first, per row."""
+        """Top-k features by absolute contribution, largest first, for the explained rows."""
         n_rows = matrix.shape[0]
+        out: list[list[dict[str, Any]]] = [[] for _ in range(n_rows)]
         if contributions is None or self.top_k == 0:
-            return [[] for _ in range(n_rows)]
+            return out
+        selected = np.arange(n_rows) if explained is None else np.flatnonzero(explained)
+        if not selected.size:
+            return out
         k = self.top_k
-        order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
-        rows = np.arange(n_rows)[:, None]
+        rows = selected[:, None]
+        order = np.argsort(-np.abs(contributions[selected]), axis=1, kind="stable")[:, :k]
         values = _significant(matrix[rows, order].astype(np.float64))
         picked = np.round(contributions[rows, order].astype(np.float64), 6).tolist()
         names = self.feature_names
         value_lists = values.tolist()
         missing = np.isnan(values).tolist()
         order_lists = order.tolist()
-        return [
-            [
+        for i, row in enumerate(selected.tolist()):
+            out[row] = [
                 {
                     "feature": names[order_lists[i][j]],
                     "value": None if missing[i][j] else value_lists[i][j],
@@ -126,8 +175,7 @@ class Scorer:
                 }
                 for j in range(k)
             ]
-            for i in range(n_rows)
-        ]
+        return out
 
 
 def _significant(values: np.ndarray, digits: int = 7) -> np.ndarray:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from fraud_contract.api import (
     API_KEY_HEADER,
     CSV_MEDIA_TYPE,
+    EXPLAIN_PARAM,
     FILE_FIELD,
     METRICS_PATH,
     MODEL_PATH,
@@ -124,7 +125,10 @@ class ScoringClient:
     def score(self, transaction: dict[str, Any]) -> TimedScore:
         """Score one transaction (already validated against the contract)."""
         start = time.perf_counter()
-        response = self._request("POST", SCORE_PATH, json=transaction)
+        # Analysts see the reasons of every decision, not only of the flagged ones.
+        response = self._request(
+            "POST", SCORE_PATH, json=transaction, params={EXPLAIN_PARAM: "true"}
+        )
         latency_ms = (time.perf_counter() - start) * 1000.0
         try:
             result = ScoreResult.model_validate(response.json())

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fraud_contract.api import (
     API_KEY_HEADER,
     DOCS_PATH,
+    EXPLAIN_PARAM,
     LIVE_PATH,
     METRICS_PATH,
     MODEL_PATH,
@@ -102,7 +103,11 @@ def test_score_every_simulator_example(api: httpx.Client, served: Served) -> Non
         assert response.status_code == 200, response.text
         result = ScoreResult.model_validate_json(response.content)
         assert result.model_tag == served.tag
-        assert result.reasons
+        assert bool(result.reasons) == result.is_fraud  # default: reasons for flagged ones
+        explained = api.post(
+            SCORE_PATH, json=example["transaction"], params={EXPLAIN_PARAM: "true"}
+        )
+        assert ScoreResult.model_validate_json(explained.content).reasons
         assert response.headers["cache-control"] == "no-store"
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"

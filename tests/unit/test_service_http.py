@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -22,7 +23,8 @@ from fraud_contract.api import (
     ScoreResult,
 )
 from fraud_contract.schema import Transaction, example_transaction
-from service.http import Runtime, ScoringApp, SecurityHeadersMiddleware
+from service.http import Runtime, ScoringApp, SecurityHeadersMiddleware, _ShedLog
+from service.logs import LOGGER_NAME
 from service.model import LoadedModel
 from service.scoring import Scorer
 from service.settings import ServiceSettings
@@ -43,6 +45,19 @@ class RecordingMetrics:
     def __init__(self) -> None:
         self.rejections: list[tuple[str, str]] = []
         self.batches: list[tuple[str, int]] = []
+        self.requests: list[tuple[str, int]] = []
+        self.in_progress = 0
+
+    def request_started(self, route: str) -> None:
+        self.in_progress += 1
+
+    def request_finished(self, route: str, status: int, seconds: float) -> None:
+        assert seconds >= 0
+        self.in_progress -= 1
+        self.requests.append((route, status))
+
+    def observe_results(self, endpoint: str, results: list[Any], timings: Any) -> None:
+        self.observe_batch(endpoint, len(results))
 
     def reject(self, endpoint: str, reason: str) -> None:
         self.rejections.append((endpoint, reason))
@@ -69,8 +84,8 @@ def client(model: LoadedModel, metrics: RecordingMetrics) -> Iterator[httpx.Asyn
     settings = ServiceSettings(api_keys=[KEY], max_body_bytes=64 * 1024, max_file_bytes=64 * 1024)
     scorer = Scorer(model, threshold=None, top_k=3)
 
-    async def score_one(transaction: Transaction) -> dict[str, Any]:
-        return scorer.score([transaction])[0]
+    async def score_one(transaction: Transaction, explain: bool) -> dict[str, Any]:
+        return scorer.score([transaction], [explain])[0]
 
     app = ScoringApp()
     app.bind(
@@ -83,11 +98,18 @@ def client(model: LoadedModel, metrics: RecordingMetrics) -> Iterator[httpx.Asyn
             api_keys=settings.accepted_api_keys(),
         )
     )
-    wrapped = SecurityHeadersMiddleware(app, internal_paths=["/internal"])
+    # /v1 goes straight to the scoring app; anything else reaches the (teapot) rest of the stack.
+    wrapped = SecurityHeadersMiddleware(_teapot, internal_paths=["/internal"], direct_app=app)
     transport = httpx.ASGITransport(app=wrapped)
     yield httpx.AsyncClient(
         transport=transport, base_url="http://test", headers={API_KEY_HEADER: KEY}
     )
+
+
+async def _teapot(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Stands in for BentoML's router: answers 418 so tests see what bypassed it."""
+    await send({"type": "http.response.start", "status": 418, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _error(response: httpx.Response, status: int) -> ErrorBody:
@@ -107,7 +129,8 @@ async def test_score_returns_contract_result_with_security_headers(
     assert response.status_code == 200
     result = ScoreResult.model_validate_json(response.content)
     assert result.transaction_id == "tx-1"
-    assert len(result.reasons) == 3
+    # Default policy: reasons for flagged results only.
+    assert len(result.reasons) == (3 if result.is_fraud else 0)
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["cache-control"] == "no-store"
@@ -261,3 +284,96 @@ async def test_file_endpoint_scores_csv(client: httpx.AsyncClient) -> None:
     lines = response.text.strip().splitlines()
     assert lines[0].endswith("fraud_probability,is_fraud,risk_band")
     assert len(lines) == 3
+
+
+async def test_explain_query_parameter_forces_reasons(client: httpx.AsyncClient) -> None:
+    response = await client.post(SCORE_PATH + "?explain=true", json=example_transaction())
+    result = ScoreResult.model_validate_json(response.content)
+    assert len(result.reasons) == 3
+    contributions = [abs(reason.contribution) for reason in result.reasons]
+    assert contributions == sorted(contributions, reverse=True)
+
+    body = {"transactions": [example_transaction(transaction_id=f"e{i}") for i in range(3)]}
+    batch = BatchResult.model_validate_json(
+        (await client.post(SCORE_BATCH_PATH + "?explain=1", json=body)).content
+    )
+    assert all(len(r.reasons) == 3 for r in batch.results)
+    plain = BatchResult.model_validate_json(
+        (await client.post(SCORE_BATCH_PATH + "?explain=false", json=body)).content
+    )
+    assert all(len(r.reasons) == (3 if r.is_fraud else 0) for r in plain.results)
+
+
+async def test_bad_explain_value_is_422_naming_it(client: httpx.AsyncClient) -> None:
+    response = await client.post(SCORE_PATH + "?explain=maybe", json=example_transaction())
+    body = _error(response, 422)
+    assert [e.field for e in body.errors] == ["explain"]
+
+
+async def test_only_v1_bypasses_the_rest_of_the_stack(client: httpx.AsyncClient) -> None:
+    response = await client.get("/docs")
+    assert response.status_code == 418  # reached the rest of BentoML's stack
+    assert response.headers["x-frame-options"] == "DENY"
+    assert (await client.get("/v1/nope")).status_code == 404  # answered by the /v1 app
+
+
+async def test_request_metrics_by_route_and_status(
+    client: httpx.AsyncClient, metrics: RecordingMetrics
+) -> None:
+    await client.post(SCORE_PATH, json=example_transaction())
+    await client.post(SCORE_PATH, json={"amount": 1})
+    await client.get("/v1/" + "x" * 40)
+    assert metrics.requests == [(SCORE_PATH, 200), (SCORE_PATH, 422), ("other", 404)]
+    assert metrics.in_progress == 0
+
+
+async def test_admission_limit_sheds_at_the_door_and_recovers(model: LoadedModel) -> None:
+    scorer = Scorer(model, threshold=None, top_k=3)
+    release = anyio.Event()
+
+    async def slow_score_one(transaction: Transaction, explain: bool) -> dict[str, Any]:
+        await release.wait()
+        return scorer.score([transaction])[0]
+
+    metrics = RecordingMetrics()
+    app = ScoringApp()
+    app.bind(
+        Runtime(
+            settings=ServiceSettings(max_concurrency=2),
+            scorer=scorer,
+            metrics=metrics,  # type: ignore[arg-type]
+            model_info=b"{}",
+            score_one=slow_score_one,
+        )
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        answers: list[httpx.Response] = []
+
+        async def post() -> None:
+            answers.append(await client.post(SCORE_PATH, json=example_transaction()))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(post)
+            group.start_soon(post)
+            await anyio.wait_all_tasks_blocked()
+            shed = await client.post(SCORE_PATH, json=example_transaction())
+            release.set()
+        assert shed.status_code == 503
+        assert shed.headers["retry-after"] == "1"
+        assert ErrorBody.model_validate_json(shed.content).error == "overloaded"
+        assert [a.status_code for a in answers] == [200, 200]
+        assert ("single", "overloaded") in metrics.rejections
+        assert (await client.post(SCORE_PATH, json=example_transaction())).status_code == 200
+
+
+def test_shed_requests_are_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    shed = _ShedLog(interval_s=3600)
+    shed.since -= 3600  # the first shed of an episode is logged at once
+    with caplog.at_level("WARNING", logger=LOGGER_NAME):
+        for _ in range(50):
+            shed.count(SCORE_PATH)
+    lines = [r for r in caplog.records if r.getMessage().startswith("requests shed")]
+    assert len(lines) == 1
+    assert lines[0].shed == {SCORE_PATH: 1}  # type: ignore[attr-defined]
+    assert shed.shed == {SCORE_PATH: 49}

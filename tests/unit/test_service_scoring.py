@@ -205,3 +205,19 @@ def test_flagged_mode_explains_only_flagged_rows(model: LoadedModel) -> None:
         else:
             assert lazy["reasons"] == []
     assert any(r["reasons"] for r in flagged) and any(not r["reasons"] for r in flagged)
+
+
+def test_explain_flags_add_reasons_to_the_policy(model: LoadedModel) -> None:
+    transactions = _transactions(12)
+    asked = [i % 3 == 0 for i in range(12)]
+    never = Scorer(model, threshold=1.0, top_k=3, reasons="none")
+    full = Scorer(model, threshold=1.0, top_k=3).score(transactions)
+    results, timings = never.score_timed(transactions, asked)
+    for want, lazy, exact in zip(asked, results, full, strict=True):
+        assert lazy["reasons"] == (exact["reasons"] if want else [])
+    assert min(timings.preprocess, timings.predict, timings.postprocess) >= 0.0
+
+    every = Scorer(model, threshold=0.0, top_k=3, reasons="flagged")  # everything is flagged
+    assert all(len(r["reasons"]) == 3 for r in every.score(transactions, [False] * 12))
+    off = Scorer(model, threshold=0.0, top_k=0, reasons="flagged")
+    assert all(r["reasons"] == [] for r in off.score(transactions, [True] * 12))

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from fraud_contract.api import API_KEY_HEADER, SCORE_FILE_PATH, SCORE_PATH
+from fraud_contract.api import API_KEY_HEADER, EXPLAIN_PARAM, SCORE_FILE_PATH, SCORE_PATH
 from ui.client import APIError, ScoringClient
 from ui.settings import UISettings
 
@@ -39,13 +39,14 @@ def test_score_parses_the_result_and_sends_the_api_key() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         seen["path"] = request.url.path
         seen["key"] = request.headers.get(API_KEY_HEADER)
+        seen["explain"] = request.url.params.get(EXPLAIN_PARAM)
         return httpx.Response(200, json=RESULT)
 
     timed = client_for(handler, api_key=SecretStr("s3cret")).score({"amount": 1})
     assert timed.result.fraud_probability == pytest.approx(0.83)
     assert timed.result.reasons[0].feature == "amount"
     assert timed.latency_ms >= 0
-    assert seen == {"path": SCORE_PATH, "key": "s3cret"}
+    assert seen == {"path": SCORE_PATH, "key": "s3cret", "explain": "true"}
 
 
 def test_no_api_key_header_when_none_configured() -> None:
