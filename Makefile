@@ -166,7 +166,14 @@ image-ref: ## Print the image reference built by the last `make image`
 
 # Release version: the git tag (v1.2.3) or pyproject's version; the chart is published with it.
 VERSION       ?= v$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
-CHART_REGISTRY ?= oci://ghcr.io/fraud-detection/charts
+# Where a release pushes the images and the chart (release.yml sets ghcr.io/<owner>). A packaged
+# chart defaults to CHART_API_IMAGE/CHART_UI_IMAGE at tag VERSION (its appVersion), the images
+# release.yml pushes; the chart in charts/ keeps the local names `make image`/`make image-ui` build.
+IMAGE_REGISTRY  ?= ghcr.io/fraud-detection
+CHART_API_IMAGE ?= $(IMAGE_REGISTRY)/fraud-detection
+CHART_UI_IMAGE  ?= $(IMAGE_REGISTRY)/fraud-detection-ui
+CHART_REGISTRY  ?= oci://$(IMAGE_REGISTRY)/charts
+CHART_DIST      ?= build/chart
 
 .PHONY: bento-path
 bento-path: ## Print the directory of the Bento built by the last `make image` (buildx context)
@@ -181,16 +188,16 @@ release-check: ## Check that VERSION (tag vX.Y.Z) matches pyproject, Chart.yaml 
 	  echo "release $$v: versions agree"
 
 .PHONY: chart-package
-chart-package: ## Package the Helm chart as build/chart/fraud-detection-VERSION.tgz
-	helm package charts/fraud-detection --version $(patsubst v%,%,$(VERSION)) \
-	  --app-version $(patsubst v%,%,$(VERSION)) --destination build/chart
+chart-package: env ## Package the chart as build/chart/fraud-detection-VERSION.tgz, defaulting to CHART_API_IMAGE/CHART_UI_IMAGE
+	$(PY) scripts/package_chart.py --version $(VERSION) --api-image $(CHART_API_IMAGE) \
+	  --ui-image $(CHART_UI_IMAGE) --destination $(CHART_DIST)
 
 .PHONY: chart-push
 chart-push: ## Push the packaged chart to CHART_REGISTRY (oci://...); HELM_REGISTRY_USER/PASSWORD log in
 	@if [ -n "$${HELM_REGISTRY_PASSWORD:-}" ]; then \
 	  echo "$$HELM_REGISTRY_PASSWORD" | helm registry login $(word 1,$(subst /, ,$(patsubst oci://%,%,$(CHART_REGISTRY)))) \
 	    --username "$${HELM_REGISTRY_USER:?}" --password-stdin; fi
-	helm push build/chart/fraud-detection-$(patsubst v%,%,$(VERSION)).tgz $(CHART_REGISTRY)
+	helm push $(CHART_DIST)/fraud-detection-$(patsubst v%,%,$(VERSION)).tgz $(CHART_REGISTRY)
 
 .PHONY: helm-install
 helm-install: ## Install/upgrade the chart (image of `make image` if built; HELM_ARGS=...) and wait for the rollout

@@ -431,3 +431,38 @@ def test_ui_image_requirements_are_pinned_and_lean() -> None:
     assert {"gradio", "httpx", "pydantic-settings", "prometheus-client"} <= names
     # The UI talks to the API over HTTP: no serving runtime or model library in its image.
     assert not names & {"bentoml", "xgboost", "xgboost-cpu", "scikit-learn"}
+
+
+# ---- the released chart's image defaults (scripts/package_chart.py) ---------------------------
+def test_packaging_rewrites_only_the_two_image_repositories() -> None:
+    from scripts.package_chart import CHART, set_image_repository  # noqa: PLC0415
+
+    original = (CHART / "values.yaml").read_text()
+    text = set_image_repository(original, "api", "ghcr.io/acme/fraud-detection")
+    text = set_image_repository(text, "ui", "ghcr.io/acme/fraud-detection-ui")
+    values, before = yaml.safe_load(text), yaml.safe_load(original)
+    assert values["api"]["image"]["repository"] == "ghcr.io/acme/fraud-detection"
+    assert values["ui"]["image"]["repository"] == "ghcr.io/acme/fraud-detection-ui"
+    before["api"]["image"]["repository"] = values["api"]["image"]["repository"]
+    before["ui"]["image"]["repository"] = values["ui"]["image"]["repository"]
+    assert values == before
+    # The helm-docs comments stay: only two lines differ.
+    changed = [
+        (old, new)
+        for old, new in zip(original.splitlines(), text.splitlines(), strict=True)
+        if old != new
+    ]
+    assert len(changed) == 2
+
+
+@pytest.mark.parametrize(
+    ("section", "repository"),
+    [("tests", "ghcr.io/acme/x"), ("api", "GHCR.io/Acme/x"), ("api", "ghcr.io/acme/x:1.0 ")],
+)
+def test_packaging_refuses_unknown_sections_and_bad_repositories(
+    section: str, repository: str
+) -> None:
+    from scripts.package_chart import CHART, set_image_repository  # noqa: PLC0415
+
+    with pytest.raises(ValueError):
+        set_image_repository((CHART / "values.yaml").read_text(), section, repository)
