@@ -466,3 +466,20 @@ def test_packaging_refuses_unknown_sections_and_bad_repositories(
 
     with pytest.raises(ValueError):
         set_image_repository((CHART / "values.yaml").read_text(), section, repository)
+
+
+def test_release_assets_name_files_not_directories() -> None:
+    """softprops/action-gh-release uploads files only: each pattern must match files."""
+    steps = load_yaml(WORKFLOWS / "release.yml")["jobs"]["release"]["steps"]
+    (release,) = [s for s in steps if s.get("uses", "").startswith("softprops/action-gh-release")]
+    patterns = release["with"]["files"].split()
+    assert release["with"]["fail_on_unmatched_files"] is True
+    for pattern in patterns:
+        if pattern.startswith("build/"):
+            continue  # made by the job itself (make chart-package)
+        matches = sorted(REPO_ROOT.glob(pattern))
+        assert matches, f"{pattern} matches nothing"
+        assert all(path.is_file() for path in matches), f"{pattern} matches a directory"
+    for report in ("evaluation.md", "evaluation.json", "roc_curve.png"):
+        path = REPO_ROOT / "reports" / "model" / report
+        assert any(path.match(pattern) for pattern in patterns), f"{report} is not attached"
