@@ -213,30 +213,16 @@ helm-test: ## Run the chart's `helm test` (scores a transaction through the Serv
 
 # Distributed Locust run on the cluster: the k8s/loadtest Jobs (master + workers) with the
 # locustfile, payloads and SLO from a ConfigMap; the master's exit code is the SLO verdict.
+# k8s/run-loadtest.sh copies the master's HTML/CSV report out before it exits.
 K8S_LOADTEST_DIR ?= k8s/loadtest
 LOADTEST_SLO     ?= loadtests/slo/product.json
 LOADTEST_TIMEOUT ?= 1200
 K8S_REPORT_DIR   := reports/cluster-loadtest
 
 .PHONY: k8s-loadtest
-k8s-loadtest: ## Distributed Locust job (k8s/loadtest) against the ingress; fails on the SLO; report in reports/cluster-loadtest/
-	kubectl --namespace $(NAMESPACE) create configmap locust-files --dry-run=client -o yaml \
-	  --from-file=locustfile.py=loadtests/locustfile.py --from-file=payloads.json=loadtests/payloads.json \
-	  --from-file=slo.json=$(LOADTEST_SLO) | kubectl --namespace $(NAMESPACE) apply -f -
-	kubectl --namespace $(NAMESPACE) delete job --selector app.kubernetes.io/name=locust --ignore-not-found --wait
-	kubectl --namespace $(NAMESPACE) apply -k $(K8S_LOADTEST_DIR)
-	@mkdir -p $(K8S_REPORT_DIR); job="kubectl --namespace $(NAMESPACE) get job locust-master -o jsonpath"; \
-	  deadline=$$(( $$(date +%s) + $(LOADTEST_TIMEOUT) )); verdict=timeout; \
-	  while [ "$$(date +%s)" -lt "$$deadline" ]; do \
-	    if [ "$$($$job='{.status.succeeded}')" = "1" ]; then verdict=passed; break; fi; \
-	    if [ -n "$$($$job='{.status.failed}')" ]; then verdict=failed; break; fi; \
-	    sleep 5; done; \
-	  kubectl --namespace $(NAMESPACE) logs job/locust-master --tail=-1 > $(K8S_REPORT_DIR)/locust-master.log || true; \
-	  kubectl --namespace $(NAMESPACE) logs --selector app.kubernetes.io/component=worker,app.kubernetes.io/name=locust \
-	    --prefix --tail=200 > $(K8S_REPORT_DIR)/locust-workers.log || true; \
-	  sed -n '/^SLO verdict:/,$$p' $(K8S_REPORT_DIR)/locust-master.log | tail -n +2 > $(K8S_REPORT_DIR)/slo.json; \
-	  tail -n 40 $(K8S_REPORT_DIR)/locust-master.log; echo "distributed load test: $$verdict"; \
-	  [ "$$verdict" = passed ]
+k8s-loadtest: ## Distributed Locust job (k8s/loadtest) against the ingress; fails on the SLO; HTML/CSV report in reports/cluster-loadtest/
+	NAMESPACE=$(NAMESPACE) K8S_LOADTEST_DIR=$(K8S_LOADTEST_DIR) LOADTEST_SLO=$(LOADTEST_SLO) \
+	  LOADTEST_TIMEOUT=$(LOADTEST_TIMEOUT) K8S_REPORT_DIR=$(K8S_REPORT_DIR) bash k8s/run-loadtest.sh
 
 .PHONY: k8s-diagnose
 k8s-diagnose: ## Print pods, events and API logs of the release (for failed CI runs)
