@@ -1,7 +1,7 @@
 # The analyst UI (Gradio, `fraud-ui`) as an OCI image: `make image-ui` builds it as
 # fraud-detection-ui:<version> and :latest from a small context that deploy/build_ui_image.py
-# assembles (the UI and the shared contract packages, and the UI's exact dependency versions
-# exported from uv.lock). Same conventions as the API image: non-root UID/GID 10001, nothing
+# assembles (the UI and the shared contract packages, the UI's exact dependency versions
+# exported from uv.lock, and training's evaluation plots for the Model tab). Same conventions as the API image: non-root UID/GID 10001, nothing
 # writable but /tmp (read-only root filesystem), a HEALTHCHECK on /healthz for Docker users.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -35,12 +35,15 @@ ENV PATH=/app/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
     GRADIO_ANALYTICS_ENABLED=False \
     HF_HUB_OFFLINE=1 \
     FRAUD_UI_HOST=0.0.0.0 \
-    FRAUD_UI_PORT=7860
+    FRAUD_UI_PORT=7860 \
+    FRAUD_UI_REPORTS_DIR=/app/reports/model
 COPY --from=builder /app/.venv /app/.venv
 WORKDIR /app
 # Code owned by root: the app cannot modify it. Byte-compiled now, the root FS is read-only later.
 COPY fraud_contract ./fraud_contract
 COPY ui ./ui
+# Training's evaluation plots (reports/model/*.png), shown on the Model tab.
+COPY reports/model ./reports/model
 RUN python -m compileall -q fraud_contract ui
 EXPOSE 7860
 USER 10001:10001

@@ -422,6 +422,39 @@ def test_ui_image_runs_as_10001_and_checks_healthz() -> None:
     assert 'CMD ["python", "-m", "ui.app"]' in dockerfile
 
 
+def test_ui_image_ships_the_evaluation_plots_where_the_ui_reads_them() -> None:
+    """The Model tab reads FRAUD_UI_REPORTS_DIR; the image copies the plots exactly there."""
+    dockerfile = (REPO_ROOT / "deploy" / "ui.Dockerfile").read_text()
+    workdir = re.findall(r"^WORKDIR\s+(\S+)$", dockerfile, re.MULTILINE)[-1]
+    (destination,) = re.findall(r"^COPY reports/model (\S+)$", dockerfile, re.MULTILINE)
+    copied_to = (Path(workdir) / destination).as_posix()
+    env = re.search(r"FRAUD_UI_REPORTS_DIR=(\S+)", dockerfile)
+    assert env, "the UI image must set FRAUD_UI_REPORTS_DIR"
+    assert env.group(1) == copied_to == "/app/reports/model"
+
+
+def test_ui_image_context_holds_the_committed_plots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy import build_ui_image  # noqa: PLC0415
+
+    monkeypatch.setattr(build_ui_image, "requirements", lambda: ["gradio==0"])
+    context = build_ui_image.assemble_context(tmp_path / "ui-image")
+    committed = sorted(path.name for path in (REPO_ROOT / "reports" / "model").glob("*.png"))
+    assert committed, "reports/model/*.png are committed (training writes them)"
+    assert sorted(path.name for path in (context / "reports" / "model").iterdir()) == committed
+    assert {"Dockerfile", "requirements.txt", "ui", "fraud_contract"} <= {
+        path.name for path in context.iterdir()
+    }
+
+
+def test_ui_image_build_refuses_a_context_without_plots(tmp_path: Path) -> None:
+    from deploy.build_ui_image import copy_evaluation_plots  # noqa: PLC0415
+
+    with pytest.raises(SystemExit, match="no evaluation plots"):
+        copy_evaluation_plots(tmp_path / "context", source_root=tmp_path)
+
+
 def test_ui_image_requirements_are_pinned_and_lean() -> None:
     from deploy.build_ui_image import requirements  # noqa: PLC0415  (runs `uv export`)
 
