@@ -43,20 +43,37 @@ from locust.runners import WorkerRunner
 LOG = logging.getLogger("fraud.loadtest")
 HERE: Final = Path(__file__).resolve().parent
 
-#: API routes (the contract in ``fraud_contract/api.py``; literal here so that this file runs
-#: alone in a Locust image without the project installed).
+# The contract in ``fraud_contract/api.py``, re-declared as literals so that this file runs
+# alone in a Locust image without the project installed. tests/unit/test_loadtests_locustfile.py
+# checks every one of them against the contract, so a contract change fails the test suite.
+#: API routes.
 SCORE_PATH: Final = "/v1/score"
 BATCH_PATH: Final = "/v1/score/batch"
 MODEL_PATH: Final = "/v1/model"
+#: Header carrying the API key (``FRAUD_LOADTEST_API_KEY``).
+API_KEY_HEADER: Final = "X-API-Key"
 #: Request names in the statistics (what the SLO file refers to).
 SCORE_NAME: Final = "POST /v1/score"
 BATCH_NAME: Final = "POST /v1/score/batch"
 TOTAL_NAME: Final = "Aggregated"
 
+#: Keys of a ``ScoreResult``. ``reasons`` is always there but may be empty: by default only
+#: flagged results carry reasons (the service's ``FRAUD_REASONS``; ``?explain=true`` asks for
+#: all), and this test never asks, so an empty list is valid for any result.
 RESULT_KEYS: Final = frozenset(
-    {"transaction_id", "fraud_probability", "is_fraud", "risk_band", "threshold", "model_tag"}
+    {
+        "transaction_id",
+        "fraud_probability",
+        "is_fraud",
+        "risk_band",
+        "threshold",
+        "model_tag",
+        "reasons",
+    }
 )
+#: Keys of a ``Reason`` and of a ``BatchResult``.
 REASON_KEYS: Final = frozenset({"feature", "value", "contribution"})
+BATCH_KEYS: Final = frozenset({"model_tag", "results"})
 
 
 def _env(name: str, default: str) -> str:
@@ -163,11 +180,12 @@ def validate_score_result(
     elif expect.model_tag is not None and result["model_tag"] != expect.model_tag:
         problem = f"model_tag {result['model_tag']!r} != model card's {expect.model_tag!r}"
     else:
-        problem = _validate_reasons(result.get("reasons", []))
+        problem = _validate_reasons(result["reasons"])
     return problem
 
 
 def _validate_reasons(reasons: object) -> str | None:
+    """Why ``reasons`` is malformed, or None; an empty list is valid (see ``RESULT_KEYS``)."""
     if not isinstance(reasons, list):
         return "reasons is not a list"
     for reason in reasons:
@@ -182,13 +200,15 @@ def validate_batch_response(
     body: object, transaction_ids: Sequence[str], expect: ModelExpectations = ModelExpectations()
 ) -> str | None:
     """Return why ``body`` is not a valid batch answer for ``transaction_ids`` (in order)."""
-    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+    if not isinstance(body, dict) or BATCH_KEYS - body.keys():
+        return f"batch body lacks {sorted(BATCH_KEYS)}"
+    if not isinstance(body["results"], list):
         return "batch body has no 'results' list"
     results = body["results"]
     if len(results) != len(transaction_ids):
         return f"{len(results)} results for {len(transaction_ids)} transactions"
-    if expect.model_tag is not None and body.get("model_tag") != expect.model_tag:
-        return f"batch model_tag {body.get('model_tag')!r} != {expect.model_tag!r}"
+    if expect.model_tag is not None and body["model_tag"] != expect.model_tag:
+        return f"batch model_tag {body['model_tag']!r} != {expect.model_tag!r}"
     for index, (result, tx_id) in enumerate(zip(results, transaction_ids, strict=True)):
         problem = validate_score_result(result, tx_id, expect)
         if problem:
@@ -434,7 +454,7 @@ def _pool() -> list[dict[str, Any]]:
 
 def _headers() -> dict[str, str]:
     key = _env("API_KEY", "")
-    return {"X-API-Key": key} if key else {}
+    return {API_KEY_HEADER: key} if key else {}
 
 
 class _ScoringClient(FastHttpUser):

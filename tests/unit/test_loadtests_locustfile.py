@@ -15,7 +15,8 @@ os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")
 
 from locust.env import Environment
 
-from fraud_contract.api import SCORE_BATCH_PATH, SCORE_PATH, ScoreResult
+from fraud_contract import api
+from fraud_contract.api import BatchResult, Reason, ScoreResult
 from fraud_contract.schema import Transaction
 from loadtests import locustfile as lf
 
@@ -97,9 +98,70 @@ def test_batch_results_must_match_the_sent_ids_in_order() -> None:
     assert "model_tag" in (lf.validate_batch_response(stale, ["a", "b"], EXPECT) or "")
 
 
-def test_routes_match_the_api_contract() -> None:
-    assert lf.SCORE_PATH == SCORE_PATH
-    assert lf.BATCH_PATH == SCORE_BATCH_PATH
+def test_a_result_without_reasons_passes_whether_flagged_or_not() -> None:
+    """By default only flagged results carry reasons (``FRAUD_REASONS``; no ``?explain``)."""
+    genuine = result(fraud_probability=0.1, is_fraud=False, risk_band="low", reasons=[])
+    assert lf.validate_score_result(genuine, "tx-1", EXPECT) is None
+    ScoreResult.model_validate(genuine)
+    # FRAUD_REASONS=none (or top_k 0) leaves even flagged results without reasons.
+    assert lf.validate_score_result(result(reasons=[]), "tx-1", EXPECT) is None
+    body = {"model_tag": "fraud-detector:abc", "results": [genuine, result(transaction_id="b")]}
+    assert lf.validate_batch_response(body, ["tx-1", "b"], EXPECT) is None
+    BatchResult.model_validate(body)
+
+
+def test_a_result_must_still_carry_the_reasons_key() -> None:
+    body = result()
+    del body["reasons"]
+    assert "reasons" in (lf.validate_score_result(body, "tx-1", EXPECT) or "")
+
+
+def test_batch_body_keys_are_required() -> None:
+    problem = lf.validate_batch_response({"results": [result()]}, ["tx-1"])
+    assert "model_tag" in (problem or "")
+
+
+# ---- the contract the locustfile re-declares (it runs without the project installed) --------
+
+
+def test_routes_and_header_match_the_api_contract() -> None:
+    assert lf.SCORE_PATH == api.SCORE_PATH
+    assert lf.BATCH_PATH == api.SCORE_BATCH_PATH
+    assert lf.MODEL_PATH == api.MODEL_PATH
+    assert lf.API_KEY_HEADER == api.API_KEY_HEADER
+    # The statistics names the SLO files refer to are built from the same routes.
+    assert f"POST {api.SCORE_PATH}" == lf.SCORE_NAME
+    assert f"POST {api.SCORE_BATCH_PATH}" == lf.BATCH_NAME
+
+
+def test_response_keys_match_the_contract_models() -> None:
+    assert set(ScoreResult.model_fields) == lf.RESULT_KEYS
+    assert set(Reason.model_fields) == lf.REASON_KEYS
+    assert set(BatchResult.model_fields) == lf.BATCH_KEYS
+
+
+def test_every_contract_literal_in_the_locustfile_is_checked() -> None:
+    """A new route or key constant in the locustfile must be added to the two tests above."""
+    checked = {
+        "SCORE_PATH",
+        "BATCH_PATH",
+        "MODEL_PATH",
+        "API_KEY_HEADER",
+        "SCORE_NAME",
+        "BATCH_NAME",
+        "RESULT_KEYS",
+        "REASON_KEYS",
+        "BATCH_KEYS",
+    }
+    declared = {
+        name
+        for name in vars(lf)
+        if name.isupper() and name.endswith(("_PATH", "_KEYS", "_HEADER", "_PARAM"))
+    }
+    assert declared <= checked, f"not checked against fraud_contract.api: {declared - checked}"
+    # The paths the test requests are all contract routes (nothing else hard-coded).
+    routes = {value for name, value in vars(api).items() if name.endswith("_PATH")}
+    assert {lf.SCORE_PATH, lf.BATCH_PATH, lf.MODEL_PATH} <= routes
 
 
 # ---- shapes -------------------------------------------------------------------------------
