@@ -13,10 +13,18 @@ source cluster/versions.env
 BIN_DIR="${CLUSTER_BIN_DIR:-$PWD/.tools/cluster/bin}"
 GO_PARALLEL="${CLUSTER_GO_PARALLEL:-2}"
 mkdir -p "$BIN_DIR"
+# `make system-deps` links the pinned Go into .tools/bin when the machine has none new enough.
+export PATH="$PWD/.tools/bin:$PATH"
+go_required=$(sed -n 's/^go \([0-9][0-9.]*\)$/\1/p' cluster/components/go.mod)
 command -v go >/dev/null || {
-  echo "go not found: the control plane is built from the Go module proxy (Go >= 1.26)" >&2
+  echo "go not found: the control plane is built with Go >= $go_required; run 'make system-deps'" >&2
   exit 1
 }
+go_have=$(go env GOVERSION | sed -n 's/^go\([0-9][0-9.]*\).*/\1/p')
+if [ "$(printf '%s\n%s\n' "$go_required" "$go_have" | sort -V | head -n 1)" != "$go_required" ]; then
+  echo "go$go_have is too old: cluster/components/go.mod needs Go >= $go_required; run 'make system-deps'" >&2
+  exit 1
+fi
 
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl)
 stamp_value=$(cat cluster/versions.env cluster/components/go.mod cluster/components/go.sum cluster/build.sh |

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install what the full test suite needs beyond Python packages, idempotently:
 #   Debian packages (containers, browser, base-image bootstrap) when running as root on Debian,
-#   and Go tools (helm, kubeconform, helm-docs, actionlint) into .tools/bin with `go install`.
-# Elsewhere it prints what is missing; tests then skip locally (or fail under CI=true).
+#   Go >= the version cluster/components/go.mod needs (the pinned toolchain into .tools/go from
+#   the Go module proxy when none is on PATH), and Go tools (helm, kubeconform, helm-docs,
+#   actionlint) into .tools/bin with `go install`.
+# Elsewhere it prints what is missing; tests then skip locally. Under CI=true a missing Go fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=tool-versions.env
@@ -38,13 +40,37 @@ else
   echo "not Debian: install podman, buildah, runc and chromium with your package manager" >&2
 fi
 
-# ---- Go tools -------------------------------------------------------------------------------
-if ! command -v go >/dev/null; then
-  echo "go not found: install Go >= 1.22 to get helm, kubeconform, helm-docs and actionlint" >&2
-  exit 0
-fi
+# ---- Go toolchain ---------------------------------------------------------------------------
+# The control plane (cluster/build.sh) needs the Go of cluster/components/go.mod's `go` line;
+# the Go tools below build with it too. .tools/bin (where install_go.py links go) comes first.
 export GOBIN="$PWD/.tools/bin"
+export PATH="$GOBIN:$PATH"
 mkdir -p "$GOBIN"
+go_required=$(sed -n 's/^go \([0-9][0-9.]*\)$/\1/p' cluster/components/go.mod)
+version_at_least() { # have want: is version `have` >= `want`?
+  [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]
+}
+go_version() { go env GOVERSION 2>/dev/null | sed -n 's/^go\([0-9][0-9.]*\).*/\1/p'; }
+have_go=""
+command -v go >/dev/null && have_go=$(go_version)
+if [ -z "$have_go" ] || ! version_at_least "$have_go" "$go_required"; then
+  echo "Go >= $go_required not found (${have_go:+found go$have_go}${have_go:-no go on PATH}):" \
+    "installing go$GO_VERSION into .tools/go from the Go module proxy"
+  if python3 scripts/install_go.py >/dev/null; then
+    have_go=$(go_version)
+  else
+    message="Go >= $go_required is required (cluster/build.sh, the Go tools); install it from https://go.dev/dl"
+    if [ "${CI:-}" = "true" ]; then
+      echo "system-deps: $message (CI=true)" >&2
+      exit 1
+    fi
+    echo "system-deps: $message; skipping helm, kubeconform, helm-docs and actionlint" >&2
+    exit 0
+  fi
+fi
+echo "go$have_go ($(command -v go))"
+
+# ---- Go tools -------------------------------------------------------------------------------
 install_go_tool() { # name module@version [go install flags...]
   local name=$1 module=$2
   shift 2

@@ -133,7 +133,7 @@ def test_kubeconform_rejects_an_unknown_field_with_the_offline_schemas(
 
 
 def test_skaffold_config_is_validated_against_skaffolds_own_schema(tmp_path: Path) -> None:
-    require_tool("go", "install Go >= 1.22 (the skaffold schema comes from its Go module)")
+    require_tool("go", "make system-deps (Go for the skaffold schema, from its Go module)")
     version = next(
         line.split("=", 1)[1].strip()
         for line in (REPO_ROOT / "scripts" / "tool-versions.env").read_text().splitlines()
