@@ -184,14 +184,22 @@ def test_ui_probes_use_healthz() -> None:
     assert (env["FRAUD_UI_HOST"], env["FRAUD_UI_PORT"]) == ("0.0.0.0", "7860")
 
 
-def test_graceful_termination_fits_in_the_grace_period() -> None:
-    spec = one(render(), "Deployment", "-api")["spec"]["template"]["spec"]
-    pre_stop = spec["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+@pytest.mark.parametrize("drain", [None, "3"])
+def test_graceful_termination_fits_in_the_grace_period(drain: str | None) -> None:
+    overrides = {} if drain is None else {"api__shutdownDrainSeconds": drain}
+    spec = one(render(**overrides), "Deployment", "-api")["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
-    # preStop runs inside the grace period; after it the slowest request the service allows
-    # (its request timeout) must still be able to finish before SIGKILL.
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    # The preStop sleep is the drain: by default the entrypoint (docker/serve.sh) adds none.
+    entrypoint_drain = int(env["FRAUD_SHUTDOWN_DRAIN_S"])
+    assert entrypoint_drain == (0 if drain is None else int(drain))
+    # preStop and then the entrypoint's drain run inside the grace period; after them the
+    # slowest request the service allows (its request timeout) must still finish before SIGKILL.
     request_timeout = ServiceSettings.model_fields["request_timeout_s"].default
-    assert spec["terminationGracePeriodSeconds"] > int(pre_stop[1]) + request_timeout
+    budget = int(pre_stop[1]) + entrypoint_drain + request_timeout
+    assert spec["terminationGracePeriodSeconds"] > budget
 
 
 def test_ingress_accepts_the_largest_file_the_service_accepts() -> None:
