@@ -7,9 +7,6 @@ or ``--backend`` overrides). The image is tagged ``fraud-scoring:<bento version>
 ``fraud-scoring:latest`` and labelled with the git revision, the model tag and a digest of
 everything that went into it; when an image with the same digest already exists it is reused
 instead of rebuilt (``--no-reuse`` forces a build).
-
-CI tooling only: ``FRAUD_CONTAINER_BUILD_OPTS`` (default empty) adds space-separated
-``bentoml containerize --opt`` values for machine-specific build flags. Users never need it.
 """
 
 from __future__ import annotations
@@ -241,7 +238,6 @@ def containerize(
         # OCI image format has no HEALTHCHECK; the Docker format keeps it for Docker users.
         # --layers: one cached layer per step, as Docker does (buildah squashes by default).
         opts += ["format=docker", "layers"]
-    opts += shlex.split(os.environ.get("FRAUD_CONTAINER_BUILD_OPTS", ""))
     for opt in opts:
         cmd += ["--opt", opt]
     # BentoML copies the Bento to a temporary build context and refuses a Dockerfile template
