@@ -35,14 +35,19 @@ for tool in helm kubeconform helm-docs go; do
   command -v "$tool" >/dev/null || missing_tool "$tool" "run 'make system-deps'"
 done
 
-# checkov in its own virtual environment, pinned, installed once.
+# checkov in its own virtual environment (its exact pins would downgrade packages of uv.lock's
+# environment), installed with exactly the pinned, hashed set of scripts/requirements-checkov.txt
+# and rebuilt only when that file changes.
 CHECKOV_VENV=.tools/checkov
-if [ "$(cat "$CHECKOV_VENV/.version" 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
-  step "installing checkov $CHECKOV_VERSION into $CHECKOV_VENV"
+CHECKOV_REQUIREMENTS=scripts/requirements-checkov.txt
+CHECKOV_VERSION=$(sed -n 's/^checkov==\([^ ]*\).*/\1/p' "$CHECKOV_REQUIREMENTS")
+checkov_stamp=$(sha256sum "$CHECKOV_REQUIREMENTS" | cut -d' ' -f1)
+if [ "$(cat "$CHECKOV_VENV/.requirements-sha256" 2>/dev/null)" != "$checkov_stamp" ]; then
+  step "installing checkov $CHECKOV_VERSION into $CHECKOV_VENV ($CHECKOV_REQUIREMENTS)"
   rm -rf "$CHECKOV_VENV"
   uv venv --quiet --python 3.11 "$CHECKOV_VENV"
-  uv pip install --quiet --python "$CHECKOV_VENV/bin/python" "checkov==$CHECKOV_VERSION"
-  echo "$CHECKOV_VERSION" >"$CHECKOV_VENV/.version"
+  uv pip sync --quiet --require-hashes --python "$CHECKOV_VENV/bin/python" "$CHECKOV_REQUIREMENTS"
+  echo "$checkov_stamp" >"$CHECKOV_VENV/.requirements-sha256"
 fi
 
 rm -rf "$OUT"

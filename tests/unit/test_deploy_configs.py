@@ -516,3 +516,31 @@ def test_release_assets_name_files_not_directories() -> None:
     for report in ("evaluation.md", "evaluation.json", "roc_curve.png"):
         path = REPO_ROOT / "reports" / "model" / report
         assert any(path.match(pattern) for pattern in patterns), f"{report} is not attached"
+
+
+# ---- checkov's own pinned environment (scripts/chart-check.sh) ---------------------------------
+def test_checkov_requirements_are_pinned_hashed_and_match_the_input() -> None:
+    scripts = REPO_ROOT / "scripts"
+    wanted = [
+        line
+        for line in (scripts / "requirements-checkov.in").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert wanted, "requirements-checkov.in names no requirement"
+    assert all("==" in line for line in wanted), "pin exact versions in the .in file"
+    text = (scripts / "requirements-checkov.txt").read_text()
+    # One requirement per block: `name==version [; marker] \` then its `--hash=sha256:` lines.
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2].strip())
+    pins = {}
+    for block in blocks:
+        head = block.splitlines()[0]
+        match = re.match(r"^([A-Za-z0-9._-]+)==([^\s;]+)", head)
+        assert match, f"not an exact pin: {head}"
+        assert re.search(r"--hash=sha256:[0-9a-f]{64}", block), f"{head} has no hash"
+        pins[match.group(1).lower()] = match.group(2)
+    for line in wanted:
+        name, version = line.split("==")
+        assert pins[name.lower()] == version, f"{name}: re-compile requirements-checkov.txt"
+    chart_check = (scripts / "chart-check.sh").read_text()
+    assert "--require-hashes" in chart_check
+    assert "requirements-checkov.txt" in chart_check
