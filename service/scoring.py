@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -23,7 +24,14 @@ class Decisions:
 
     probabilities: np.ndarray
     is_fraud: np.ndarray
-    bands: list[str]
+    #: Index into ``band_names`` of each row's risk band.
+    band_index: np.ndarray
+    band_names: tuple[str, ...]
+
+    @cached_property
+    def bands(self) -> list[str]:
+        """Each row's risk band name (built on first use: file scoring writes the index)."""
+        return np.asarray(self.band_names, dtype=object)[self.band_index].tolist()
 
 
 class Scorer:
@@ -44,13 +52,15 @@ class Scorer:
         self.top_k = min(top_k, len(model.feature_names))
         self.feature_names = model.feature_names
         self._band_lowers = np.array([band.lower for band in model.card.risk_bands])
-        self._band_names = np.array([band.name for band in model.card.risk_bands], dtype=object)
+        self._band_names = tuple(band.name for band in model.card.risk_bands)
 
     def decide(self, probabilities: np.ndarray) -> Decisions:
         """Threshold decision and risk band for each probability."""
         index = np.searchsorted(self._band_lowers, probabilities, side="right") - 1
-        bands = self._band_names[np.clip(index, 0, len(self._band_names) - 1)].tolist()
-        return Decisions(probabilities, probabilities >= self.threshold, bands)
+        band_index = np.clip(index, 0, len(self._band_names) - 1)
+        return Decisions(
+            probabilities, probabilities >= self.threshold, band_index, self._band_names
+        )
 
     def features(self, transactions: Sequence[Transaction]) -> np.ndarray:
         """The model matrix for already-validated transactions."""
