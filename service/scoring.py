@@ -26,12 +26,13 @@ class Decisions:
     is_fraud: np.ndarray
     #: Index into ``band_names`` of each row's risk band.
     band_index: np.ndarray
-    band_names: tuple[str, ...]
+    #: The model's risk band names, lowest first (an object array).
+    band_names: np.ndarray
 
     @cached_property
     def bands(self) -> list[str]:
         """Each row's risk band name (built on first use: file scoring writes the index)."""
-        return np.asarray(self.band_names, dtype=object)[self.band_index].tolist()
+        return self.band_names[self.band_index].tolist()
 
 
 class Scorer:
@@ -52,7 +53,7 @@ class Scorer:
         self.top_k = min(top_k, len(model.feature_names))
         self.feature_names = model.feature_names
         self._band_lowers = np.array([band.lower for band in model.card.risk_bands])
-        self._band_names = tuple(band.name for band in model.card.risk_bands)
+        self._band_names = np.array([band.name for band in model.card.risk_bands], dtype=object)
 
     def decide(self, probabilities: np.ndarray) -> Decisions:
         """Threshold decision and risk band for each probability."""

@@ -269,7 +269,7 @@ def _score_prepared(
     decisions = scorer.decide(probabilities)
     content = prepared.write(
         arrow_tables.Scores(
-            probabilities, decisions.is_fraud, decisions.band_index, decisions.band_names
+            probabilities, decisions.is_fraud, decisions.band_index, decisions.band_names.tolist()
         )
     )
     media_type = PARQUET_MEDIA_TYPE if table_format == "parquet" else CSV_MEDIA_TYPE
