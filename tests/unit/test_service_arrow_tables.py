@@ -69,9 +69,9 @@ def _parquet(frame: pd.DataFrame | pa.Table, **options: object) -> bytes:
 
 def _agrees(content: bytes, table_format: str) -> bool:
     """Assert the fast path agrees with the precise one; return whether it took the file."""
-    prepared = arrow_tables.prepare(content, table_format, max_rows=1000)
+    prepared = arrow_tables.prepare(content, table_format, max_rows=100_000)
     try:
-        precise = validate_table(read_table(content, table_format), max_rows=1000)  # type: ignore[arg-type]
+        precise = validate_table(read_table(content, table_format), max_rows=100_000)  # type: ignore[arg-type]
     except Exception as exc:  # ApiError, or a crash (mixed offsets: a 500 either way)
         assert prepared is None, f"the fast path accepted a file the precise path rejects: {exc}"
         return False
@@ -127,6 +127,15 @@ TIMESTAMP_CELLS = [
 @pytest.mark.parametrize("cell", TIMESTAMP_CELLS)
 def test_csv_timestamps(cell: str) -> None:
     _agrees(_csv(HEADER, ROW, f"t2,{cell},C2,T2,3"), "csv")
+
+
+@pytest.mark.parametrize(
+    ("cell", "fast"), [("2018-04-01T10:00:0x", False), ("2018-04-01 10:00:05", True)]
+)
+def test_every_timestamp_of_a_long_file_is_checked(cell: str, fast: bool) -> None:
+    rows = [f"t{i},2018-04-01T10:00:05,C1,T1,1" for i in range(9000)]
+    rows[8500] = f"t8500,{cell},C1,T1,1"  # in the third block of 4,096 cells
+    assert _agrees(_csv(HEADER, *rows), "csv") is fast
 
 
 def test_offsets_are_dropped_not_converted() -> None:
