@@ -25,7 +25,6 @@ from pydantic import ValidationError
 from fraud_contract.api import (
     API_KEY_HEADER,
     EXPLAIN_PARAM,
-    FILE_FIELD,
     MODEL_PATH,
     REQUEST_ID_HEADER,
     SCORE_BATCH_PATH,
@@ -243,7 +242,7 @@ class ScoringApp:
             payload = {"model_tag": runtime.scorer.model_tag, "results": results}
             return 200, orjson.dumps(payload), _JSON, {}
         if path == SCORE_FILE_PATH:
-            return await _score_file(runtime, scope, receive, headers)
+            return await _score_file(runtime, receive, headers)
         return 200, runtime.model_info, _JSON, {}
 
 
@@ -317,12 +316,10 @@ def _explain_flag(query: bytes) -> bool:
 
 
 async def _score_file(
-    runtime: Runtime, scope: Scope, receive: Receive, headers: dict[bytes, bytes]
+    runtime: Runtime, receive: Receive, headers: dict[bytes, bytes]
 ) -> tuple[int, bytes, bytes, dict[str, str]]:
-    from starlette.datastructures import UploadFile  # noqa: PLC0415
-    from starlette.requests import Request  # noqa: PLC0415
-
     from service.tables import detect_format, output_filename, score_table  # noqa: PLC0415
+    from service.uploads import read_file_field  # noqa: PLC0415
 
     content_type = headers.get(b"content-type", b"").decode("latin-1")
     if not content_type.startswith("multipart/form-data"):
@@ -335,33 +332,10 @@ async def _score_file(
         )
     limit = runtime.settings.max_file_bytes
     _check_declared_length(headers, limit)
-    request = Request(scope, _limited(receive, limit))
-    try:
-        form = await request.form(max_files=1, max_fields=10, max_part_size=limit)
-    except ApiError:
-        raise
-    except Exception as exc:
-        raise ApiError(
-            400,
-            "malformed_multipart",
-            "The multipart body cannot be parsed.",
-            [{"field": "body", "reason": " ".join(str(exc).split())[:200]}],
-            reason="malformed_body",
-        ) from exc
-    upload = form.get(FILE_FIELD)
-    if not isinstance(upload, UploadFile):
-        raise ApiError(
-            422,
-            "invalid_input",
-            "The multipart field 'file' is required.",
-            [{"field": FILE_FIELD, "reason": "missing or not a file"}],
-            reason="missing_field",
-        )
-    content = await upload.read()
-    await form.close()
+    upload = await read_file_field(_limited(receive, limit), content_type, limit)
     scored = await anyio.to_thread.run_sync(
         lambda: score_table(
-            content,
+            upload.content,
             filename=upload.filename,
             content_type=upload.content_type,
             scorer=runtime.scorer,
@@ -370,7 +344,7 @@ async def _score_file(
     )
     runtime.metrics.observe_batch("file", scored.rows)
     runtime.metrics.observe_scores("file", scored.probabilities, scored.is_fraud)
-    table_format = detect_format(upload.filename, upload.content_type, content[:4])
+    table_format = detect_format(upload.filename, upload.content_type, upload.content[:4])
     disposition = f'attachment; filename="{output_filename(upload.filename, table_format)}"'
     return 200, scored.content, scored.media_type.encode(), {"content-disposition": disposition}
 

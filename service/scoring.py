@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -24,7 +25,15 @@ class Decisions:
 
     probabilities: np.ndarray
     is_fraud: np.ndarray
-    bands: list[str]
+    #: Index into ``band_names`` of each row's risk band.
+    band_index: np.ndarray
+    #: The model's risk band names, lowest first (an object array).
+    band_names: np.ndarray
+
+    @cached_property
+    def bands(self) -> list[str]:
+        """Each row's risk band name (built on first use: file scoring writes the index)."""
+        return self.band_names[self.band_index].tolist()
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,10 @@ class Scorer:
     def decide(self, probabilities: np.ndarray) -> Decisions:
         """Threshold decision and risk band for each probability."""
         index = np.searchsorted(self._band_lowers, probabilities, side="right") - 1
-        bands = self._band_names[np.clip(index, 0, len(self._band_names) - 1)].tolist()
-        return Decisions(probabilities, probabilities >= self.threshold, bands)
+        band_index = np.clip(index, 0, len(self._band_names) - 1)
+        return Decisions(
+            probabilities, probabilities >= self.threshold, band_index, self._band_names
+        )
 
     def features(self, transactions: Sequence[Transaction]) -> np.ndarray:
         """The model matrix for already-validated transactions."""

@@ -1,9 +1,14 @@
 """File scoring: parse a CSV/Parquet upload, validate it column-wise, add the score columns.
 
-Validation is vectorised over whole columns with the bounds declared in the contract
-(:func:`fraud_contract.schema.numeric_bounds`); the first bad cells are reported by row.
-Columns the contract does not know are kept in the output untouched (back-office files
-carry labels, notes, ...) and ignored for scoring.
+Two paths apply the same rules (:mod:`service.table_rules`). The Arrow fast path
+(:mod:`service.arrow_tables`) takes files it can prove valid with whole-column checks; it
+declines anything else. The precise path here (pandas) then converts every cell, so that
+the first bad cells can be reported by row and column; it decides every file the fast path
+declines, with the same error bodies as always.
+
+Validation uses the bounds declared in the contract (:func:`fraud_contract.schema.
+numeric_bounds`). Columns the contract does not know are kept in the output untouched
+(back-office files carry labels, notes, ...) and ignored for scoring.
 """
 
 from __future__ import annotations
@@ -17,8 +22,17 @@ import numpy as np
 
 from fraud_contract.api import CSV_MEDIA_TYPE, PARQUET_MEDIA_TYPE
 from fraud_contract.features import columns_from_frame, compute_features
-from fraud_contract.schema import AGGREGATE_FIELDS, REQUIRED_FIELDS, Transaction, numeric_bounds
+from fraud_contract.schema import REQUIRED_FIELDS, numeric_bounds
+from service import arrow_tables
 from service.errors import ApiError
+from service.table_rules import (
+    COUNT_FIELDS,
+    ID_FIELDS,
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    NUMERIC_FIELDS,
+    OFFSET_SUFFIX,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,8 +42,6 @@ if TYPE_CHECKING:
 TableFormat = Literal["csv", "parquet"]
 _MAX_REPORTED = 20
 _PARQUET_MAGIC = b"PAR1"
-_ID_FIELDS = ("customer_id", "terminal_id", "transaction_id")
-_COUNT_FIELDS = tuple(name for name in AGGREGATE_FIELDS if "_nb_tx_" in name)
 
 
 @dataclass(frozen=True)
@@ -106,7 +118,7 @@ def _timestamps(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     else:
         text = raw.astype("string")
         # The contract uses the wall-clock time as written: drop any offset before parsing.
-        text = text.str.replace(r"(Z|[+-]\d{2}:?\d{2})$", "", regex=True)
+        text = text.str.replace(OFFSET_SUFFIX, "", regex=True)
         parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_localize(None)
@@ -167,18 +179,18 @@ def validate_table(frame: pd.DataFrame, *, max_rows: int) -> dict[str, np.ndarra
     stamps, bad_stamps = _timestamps(frame)
     problems.add(bad_stamps, "timestamp", "missing or not an ISO 8601 date-time")
     clean["timestamp"] = pd.Series(stamps)
-    pattern = Transaction.model_fields["customer_id"].metadata
-    id_regex = next((m.pattern for m in pattern if getattr(m, "pattern", None)), r".+")
-    for name in _ID_FIELDS:
+    for name in ID_FIELDS:
         if name not in frame.columns:
             continue
         text = frame[name].astype("string").str.strip()
-        ok = text.str.fullmatch(id_regex).fillna(False) & (text.str.len() <= 64).fillna(False)
+        ok = text.str.fullmatch(ID_PATTERN).fillna(False) & (
+            text.str.len() <= ID_MAX_LENGTH
+        ).fillna(False)
         bad = ~ok.to_numpy(dtype=bool)
         if name == "transaction_id":
             bad &= text.notna().to_numpy()
         problems.add(bad, name, "missing or not an identifier (1-64 of A-Z a-z 0-9 _ . : -)")
-    for name in ("amount", *AGGREGATE_FIELDS):
+    for name in NUMERIC_FIELDS:
         if name not in frame.columns:
             continue
         values, garbage = _numeric(frame, name)
@@ -192,7 +204,7 @@ def validate_table(frame: pd.DataFrame, *, max_rows: int) -> dict[str, np.ndarra
             problems.add(finite & (values < lower), name, f"must be >= {lower}")
         if upper is not None:
             problems.add(finite & (values > upper), name, f"must be <= {upper}")
-        if name in _COUNT_FIELDS:
+        if name in COUNT_FIELDS:
             problems.add(finite & (np.mod(values, 1.0) != 0), name, "must be a whole number")
         clean[name] = pd.Series(values)
     if problems.count:
@@ -214,8 +226,22 @@ def score_table(
     scorer: Scorer,
     max_rows: int,
 ) -> ScoredTable:
-    """Parse, validate and score an uploaded table; return it with the score columns added."""
+    """Parse, validate and score an uploaded table; return it with the score columns added.
+
+    Plainly valid files take the Arrow fast path (:mod:`service.arrow_tables`); whatever it
+    declines (bad cells above all) takes the precise path, which names the bad cells.
+    """
     table_format = detect_format(filename, content_type, content[:4])
+    prepared = arrow_tables.prepare(content, table_format, max_rows=max_rows)
+    if prepared is not None:
+        return _score_prepared(prepared, table_format, scorer)
+    return _score_precise(content, table_format, scorer, max_rows)
+
+
+def _score_precise(
+    content: bytes, table_format: TableFormat, scorer: Scorer, max_rows: int
+) -> ScoredTable:
+    """The pandas path: every cell converted and checked, the first bad ones named."""
     frame = read_table(content, table_format)
     columns = validate_table(frame, max_rows=max_rows)
     matrix = compute_features(columns, scorer.feature_names)
@@ -232,6 +258,22 @@ def score_table(
         frame.to_csv(buffer, index=False)
         media_type = CSV_MEDIA_TYPE
     return ScoredTable(buffer.getvalue(), media_type, len(frame), probabilities, decisions.is_fraud)
+
+
+def _score_prepared(
+    prepared: arrow_tables.PreparedTable, table_format: TableFormat, scorer: Scorer
+) -> ScoredTable:
+    """The fast path's table: same model call and decisions, written back with Arrow."""
+    matrix = compute_features(prepared.columns, scorer.feature_names)
+    probabilities = scorer.model.predict(matrix, explain=False).probabilities
+    decisions = scorer.decide(probabilities)
+    content = prepared.write(
+        arrow_tables.Scores(
+            probabilities, decisions.is_fraud, decisions.band_index, decisions.band_names.tolist()
+        )
+    )
+    media_type = PARQUET_MEDIA_TYPE if table_format == "parquet" else CSV_MEDIA_TYPE
+    return ScoredTable(content, media_type, prepared.rows, probabilities, decisions.is_fraud)
 
 
 def output_filename(filename: str | None, table_format: TableFormat) -> str:
