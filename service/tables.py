@@ -120,10 +120,27 @@ def _timestamps(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         # The contract uses the wall-clock time as written: drop any offset before parsing.
         text = text.str.replace(OFFSET_SUFFIX, "", regex=True)
         parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
+        if not pd.api.types.is_datetime64_any_dtype(parsed):
+            # Some cells kept an offset the suffix rule does not strip ("+02", "Z+02:00"),
+            # which the contract refuses too; pandas then returns mixed objects. Parse cell
+            # by cell: those cells become bad cells (422), never a 500.
+            parsed = pd.Series([_naive_or_nat(cell) for cell in text], dtype="datetime64[us]")
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_localize(None)
     values = parsed.to_numpy(dtype="datetime64[us]")
     return values, np.isnat(values)
+
+
+def _naive_or_nat(cell: object) -> object:
+    """One cell as a wall-clock timestamp; NaT when it is missing, unparseable or has an offset."""
+    import pandas as pd  # noqa: PLC0415
+
+    if not isinstance(cell, str):
+        return pd.NaT
+    stamp = pd.to_datetime(cell, errors="coerce", format="ISO8601")
+    if not isinstance(stamp, pd.Timestamp) or stamp.tzinfo is not None:
+        return pd.NaT
+    return stamp
 
 
 class _Problems:

@@ -295,6 +295,13 @@ BAD_FILES = {
         _csv(f"{HEADER},terminal_risk_1d", f"{ROW},1.5", "t2,2018-04-01,C,T,-5,0"), "x.csv"
     ),
     "fractional count": (_csv(f"{HEADER},customer_nb_tx_1d", f"{ROW},2.5"), "x.csv"),
+    "fractional high-amount count": (
+        _csv(f"{HEADER},customer_nb_high_amount_7d", f"{ROW},0.5"), "x.csv"
+    ),
+    "hour-only and doubled offsets mixed with plain times": (
+        _csv(HEADER, ROW, "t2,2018-04-01T10:00:00+02,C,T,1", "t3,2018-04-01T10:00:00Z+02:00,C,T,1"),
+        "x.csv",
+    ),
     "bad timestamp": (_csv(HEADER, "t1,2018-02-30T10:00:00,C1,T1,1"), "x.csv"),
     "empty file": (b"", "x.csv"),
     "header only": (_csv(HEADER), "x.csv"),
@@ -318,6 +325,14 @@ def test_errors_are_the_precise_path_errors(scorer: Scorer, name: str) -> None:
         precise.value.status,
         precise.value.body(),
     )
+
+
+def test_offsets_the_contract_refuses_are_bad_cells_not_a_crash(scorer: Scorer) -> None:
+    content, _ = BAD_FILES["hour-only and doubled offsets mixed with plain times"]
+    with pytest.raises(ApiError) as error:
+        score_table(content, filename="x.csv", content_type=None, scorer=scorer, max_rows=5)
+    assert error.value.status == 422
+    assert [e["field"] for e in error.value.errors] == ["rows.1.timestamp", "rows.2.timestamp"]
 
 
 def test_csv_output_is_what_pandas_writes_for_a_plain_file(scorer: Scorer) -> None:
