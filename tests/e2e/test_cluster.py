@@ -1,10 +1,12 @@
 """The Helm chart on a real Kubernetes API server: install, roll out, upgrade, roll back, uninstall.
 
-The control plane is real (etcd, kube-apiserver, kube-controller-manager, kube-scheduler built by
-``make cluster-build`` and started by ``cluster/up.sh``); the nodes are simulated by kwok, which
-marks scheduled pods Running and Ready without running containers. So admission, defaulting, API
-versions, selectors, the Deployment/ReplicaSet/EndpointSlice/HPA/disruption controllers and the
-scheduler are exercised for real; container images, probes and traffic are not (the kind workflow
+The control plane is real (etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+metrics-server built by ``make cluster-build`` and started by ``cluster/up.sh``); the nodes are
+simulated by kwok, which marks scheduled pods Running and Ready without running containers and
+reports the CPU usage a test gives them. So admission, defaulting, API versions, selectors, the
+Deployment/ReplicaSet/EndpointSlice/HPA/disruption controllers, the scheduler, the aggregation
+layer (metrics.k8s.io) and the chart's custom resources (against CRDs built from the vendored
+schemas) are exercised for real; container images, probes and traffic are not (the kind workflow
 covers those).
 
 Each module run starts its own throwaway cluster and deletes it afterwards; every release gets its
@@ -33,6 +35,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.dynamic.resource import ResourceList
 from kubernetes.utils import parse_quantity
 
+from tests.e2e.crds import vendored_crds
 from tests.support.tools import REPO_ROOT, in_ci, require_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -48,13 +51,17 @@ CONTROL_PLANE_BINARIES = (
     "kubectl",
     "kwok",
     "kwokctl",
+    "metrics-server",
 )
 HELM_TIMEOUT_SECONDS = 180
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 
-# CI values files that install on a bare cluster, with the kinds each must at least create. The
-# others need CRDs (ServiceMonitor, KEDA's ScaledObject) that only the kind workflow installs.
+# Every CI values file, with the kinds each must at least create. ServiceMonitor and ScaledObject
+# are custom resources: the `chart_crds` fixture first applies their CRDs, generated from the
+# schemas vendored in k8s/schemas/crds/ (tests/e2e/crds.py). No operator runs for them (KEDA and
+# the Prometheus Operator are installed only by the kind workflow): the API server validates and
+# stores them, nothing acts on them.
 INSTALLABLE_CI_VALUES: dict[str, set[str]] = {
     "default-values.yaml": {
         "Deployment",
@@ -67,6 +74,8 @@ INSTALLABLE_CI_VALUES: dict[str, set[str]] = {
     },
     "ingress-tls-values.yaml": {"Deployment", "Service", "Ingress", "NetworkPolicy"},
     "all-off-values.yaml": {"Deployment", "Service"},
+    "custom-metric-hpa-values.yaml": {"Deployment", "HorizontalPodAutoscaler", "ServiceMonitor"},
+    "keda-values.yaml": {"Deployment", "ScaledObject", "ServiceMonitor", "ConfigMap"},
 }
 
 
@@ -379,10 +388,38 @@ def service_endpoints_match_pods(cluster: Cluster, service: str, namespace: str)
     return True
 
 
-def install(cluster: Cluster, values_file: str) -> tuple[str, str]:
+def new_namespace() -> str:
+    """A fresh namespace name for one release."""
+    return f"fraud-{uuid.uuid4().hex[:6]}"
+
+
+def create_expected_secret(cluster: Cluster, values_file: str, namespace: str) -> None:
+    """Create the Secret a values file names in ``auth.existingSecret`` (the chart then makes none).
+
+    Holds the two keys the chart reads from it (``auth.apiKeysKey`` and ``auth.uiKeyKey``).
+    """
+    values = yaml.safe_load((CHART / "ci" / values_file).read_text()) or {}
+    name = (values.get("auth") or {}).get("existingSecret")
+    if not name:
+        return
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["auth"]
+    auth = {**defaults, **values["auth"]}
+    cluster.resource("v1", "Namespace").create(body={"metadata": {"name": namespace}})
+    key = uuid.uuid4().hex
+    cluster.resource("v1", "Secret").create(
+        namespace=namespace,
+        body={
+            "metadata": {"name": name},
+            "stringData": {auth["apiKeysKey"]: f"{key}\n", auth["uiKeyKey"]: key},
+        },
+    )
+
+
+def install(cluster: Cluster, values_file: str, namespace: str | None = None) -> tuple[str, str]:
     """``helm install --wait`` the chart with a CI values file into a new namespace."""
     release = "fraud"
-    namespace = f"fraud-{uuid.uuid4().hex[:6]}"
+    namespace = namespace or new_namespace()
+    create_expected_secret(cluster, values_file, namespace)
     cluster.helm(
         "install", release, str(CHART),
         "--namespace", namespace, "--create-namespace",
@@ -418,10 +455,39 @@ def release_secret_data(cluster: Cluster, release: str, namespace: str) -> dict[
     return {key: base64.b64decode(value).decode() for key, value in data.items()}
 
 
+@pytest.fixture(scope="module")
+def chart_crds(cluster: Cluster) -> list[str]:
+    """The CRDs of the chart's custom kinds (from the vendored schemas), established."""
+    crds = cluster.resource("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    names = []
+    for crd in vendored_crds():
+        crds.create(body=crd)
+        names.append(crd["metadata"]["name"])
+
+    def established() -> bool:
+        for name in names:
+            cond = {c["type"]: c for c in crds.get(name=name).to_dict()["status"]["conditions"]}
+            assert "NonStructuralSchema" not in cond, cond["NonStructuralSchema"]["message"]
+            if cond.get("Established", {}).get("status") != "True":
+                return False
+        return True
+
+    wait_until(established, 60, f"the CRDs {names} to be established")
+    return names
+
+
 # ---- tests ---------------------------------------------------------------------------------------
+def test_every_ci_values_file_is_installed() -> None:
+    """No CI values file is left out of the install test (each needs its expected kinds)."""
+    on_disk = {path.name for path in (CHART / "ci").glob("*.yaml")}
+    assert set(INSTALLABLE_CI_VALUES) == on_disk
+
+
 @pytest.mark.parametrize("values_file", sorted(INSTALLABLE_CI_VALUES))
-def test_ci_values_install_roll_out_and_uninstall(cluster: Cluster, values_file: str) -> None:
-    """Every installable CI values file installs, is stored as rendered, serves, and uninstalls."""
+def test_ci_values_install_roll_out_and_uninstall(
+    cluster: Cluster, chart_crds: list[str], values_file: str
+) -> None:
+    """Every CI values file installs, is stored as rendered, serves, and uninstalls."""
     assert (CHART / "ci" / values_file).is_file(), f"update INSTALLABLE_CI_VALUES: {values_file}"
     release, namespace = install(cluster, values_file)
     objects = manifest_objects(cluster, release, namespace)
