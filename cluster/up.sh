@@ -89,7 +89,20 @@ done
 # controller, listening on all addresses at that port, answers for each node.
 "$KWOKCTL" --name "$CLUSTER_NAME" scale node --replicas "$CLUSTER_NODES" --param '.nodeIPs=["127.0.0.1"]'
 kubectl_ wait --for=condition=Ready node --all --timeout="$(remaining)"
-kubectl_ wait --for=condition=Available apiservice/v1beta1.metrics.k8s.io --timeout="$(remaining)"
+# metrics-server exits at once when kube-apiserver does not answer yet, and kwokctl starts all
+# components together and restarts none: on a busy machine metrics-server can lose that race (seen
+# in CI). `kwokctl start cluster` starts exactly the components that are not running, so repeat it
+# until metrics.k8s.io is available.
+until kubectl_ wait --for=condition=Available apiservice/v1beta1.metrics.k8s.io --timeout=20s 2>/dev/null; do
+  [ "$(date +%s)" -lt "$deadline" ] || {
+    echo "metrics.k8s.io did not become available within ${CLUSTER_TIMEOUT_SECONDS}s; see" \
+      "$KWOK_WORKDIR/clusters/$CLUSTER_NAME/logs/metrics-server.log" >&2
+    exit 1
+  }
+  echo "metrics.k8s.io not available yet: starting the components that are not running"
+  "$KWOKCTL" --name "$CLUSTER_NAME" start cluster
+  sleep 2
+done
 # Workloads need the default ServiceAccount, which the controller-manager creates asynchronously.
 until kubectl_ get serviceaccount default --namespace default >/dev/null 2>&1; do
   [ "$(date +%s)" -lt "$deadline" ] || {
