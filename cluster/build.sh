@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build (or reuse) the control-plane binaries pinned in cluster/versions.env into .tools/cluster/bin:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (kwokctl shells out to it;
-#   from cluster/components/go.mod) and kwok, kwokctl (go install of sigs.k8s.io/kwok).
+#   from cluster/components/go.mod), kwok, kwokctl (go install of sigs.k8s.io/kwok) and metrics-server
+#   (go install of sigs.k8s.io/metrics-server: serves metrics.k8s.io from kwok's simulated usage).
 # The Go module cache (~/go/pkg/mod) and build cache (~/.cache/go-build) stay in their default places,
 # so a second build on the same machine is fast; a stamp file skips even the link step when nothing
 # changed. Builds run under `nice -n 19` with limited parallelism: the machine's cores are shared.
@@ -26,7 +27,7 @@ if [ "$(printf '%s\n%s\n' "$go_required" "$go_have" | sort -V | head -n 1)" != "
   exit 1
 fi
 
-binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl)
+binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl metrics-server)
 stamp_value=$(cat cluster/versions.env cluster/components/go.mod cluster/components/go.sum cluster/build.sh |
   sha256sum | cut -d' ' -f1)-$(go env GOVERSION)
 stamp_file="$BIN_DIR/.build-stamp"
@@ -67,6 +68,13 @@ echo "building Kubernetes ${KUBE_VERSION} control plane + etcd ${ETCD_VERSION} i
 echo "building kwok ${KWOK_VERSION}"
 GOBIN="$BIN_DIR" nice -n 19 go install -p "$GO_PARALLEL" -trimpath -ldflags "-s -w" \
   "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}" "sigs.k8s.io/kwok/cmd/kwokctl@${KWOK_VERSION}"
+echo "building metrics-server ${METRICS_SERVER_VERSION}"
+# Its own module (k8s.io/* at the versions metrics-server pins), built as upstream's Makefile does:
+# the version ldflags make `metrics-server --version` print the release, which kwokctl parses.
+ms_ldflags="-s -w -X k8s.io/client-go/pkg/version.gitVersion=${METRICS_SERVER_VERSION}"
+ms_ldflags+=" -X k8s.io/client-go/pkg/version.buildDate=${build_date}"
+GOBIN="$BIN_DIR" nice -n 19 go install -p "$GO_PARALLEL" -trimpath -ldflags "$ms_ldflags" \
+  "sigs.k8s.io/metrics-server/cmd/metrics-server@${METRICS_SERVER_VERSION}"
 
 all_present
 echo "$stamp_value" >"$stamp_file"

@@ -10,4 +10,4 @@ if [ -x "$KWOKCTL" ] && cluster_exists; then
 else
   echo "no cluster '$CLUSTER_NAME' to delete"
 fi
-rm -f "$CLUSTER_KUBECONFIG"
+rm -f "$CLUSTER_KUBECONFIG" "$KWOK_WORKDIR/$CLUSTER_NAME.kwokctl.yaml" # the config up.sh wrote

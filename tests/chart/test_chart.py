@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import shutil
 import subprocess
 from pathlib import Path
@@ -276,6 +277,21 @@ def test_hpa_targets_the_api_with_cpu_and_a_latency_minded_behaviour() -> None:
     behavior = hpa["spec"]["behavior"]
     assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
+
+
+def test_hpa_test_values_change_only_the_scale_down_window() -> None:
+    """The e2e autoscaling test's values render the defaults except a shorter scale-down window."""
+    key = {"auth__apiKeys": "{fixed-key-0123456789}"}  # not a random key (and pod checksum) each
+    default = copy.deepcopy(render(**key))  # the rendered documents are shared: copy to edit
+    short = copy.deepcopy(render("hpa-scale-in-values", **key))
+    windows = [
+        one(manifests, "HorizontalPodAutoscaler")["spec"]["behavior"]["scaleDown"].pop(
+            "stabilizationWindowSeconds"
+        )
+        for manifests in (default, short)
+    ]
+    assert windows[0] >= 300 and 0 < windows[1] < 300, windows
+    assert short == default
 
 
 def test_custom_metric_hpa_uses_the_metric_prometheus_adapter_serves() -> None:

@@ -1,10 +1,12 @@
-"""The Helm chart on a real Kubernetes API server: install, roll out, upgrade, roll back, uninstall.
+"""The Helm chart on a real Kubernetes API server: install, roll out, autoscale, upgrade, uninstall.
 
-The control plane is real (etcd, kube-apiserver, kube-controller-manager, kube-scheduler built by
-``make cluster-build`` and started by ``cluster/up.sh``); the nodes are simulated by kwok, which
-marks scheduled pods Running and Ready without running containers. So admission, defaulting, API
-versions, selectors, the Deployment/ReplicaSet/EndpointSlice/HPA/disruption controllers and the
-scheduler are exercised for real; container images, probes and traffic are not (the kind workflow
+The control plane is real (etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+metrics-server built by ``make cluster-build`` and started by ``cluster/up.sh``); the nodes are
+simulated by kwok, which marks scheduled pods Running and Ready without running containers and
+reports the CPU usage a test gives them. So admission, defaulting, API versions, selectors, the
+Deployment/ReplicaSet/EndpointSlice/HPA/disruption controllers, the scheduler, the aggregation
+layer (metrics.k8s.io) and the chart's custom resources (against CRDs built from the vendored
+schemas) are exercised for real; container images, probes and traffic are not (the kind workflow
 covers those).
 
 Each module run starts its own throwaway cluster and deletes it afterwards; every release gets its
@@ -14,6 +16,8 @@ own namespace.
 from __future__ import annotations
 
 import base64
+import json
+import math
 import os
 import shutil
 import subprocess
@@ -23,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,15 @@ from kubernetes.client.rest import ApiException
 from kubernetes.dynamic.resource import ResourceList
 from kubernetes.utils import parse_quantity
 
+from tests.e2e.autoscaling import (
+    HpaObserver,
+    ReplicaTimeline,
+    SimulatedCpuLoad,
+    behaviour_violations,
+    hpa_report,
+    scale_down_periods,
+)
+from tests.e2e.crds import vendored_crds
 from tests.support.tools import REPO_ROOT, in_ci, require_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -48,13 +62,17 @@ CONTROL_PLANE_BINARIES = (
     "kubectl",
     "kwok",
     "kwokctl",
+    "metrics-server",
 )
 HELM_TIMEOUT_SECONDS = 180
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 
-# CI values files that install on a bare cluster, with the kinds each must at least create. The
-# others need CRDs (ServiceMonitor, KEDA's ScaledObject) that only the kind workflow installs.
+# Every CI values file, with the kinds each must at least create. ServiceMonitor and ScaledObject
+# are custom resources: the `chart_crds` fixture first applies their CRDs, generated from the
+# schemas vendored in k8s/schemas/crds/ (tests/e2e/crds.py). No operator runs for them (KEDA and
+# the Prometheus Operator are installed only by the kind workflow): the API server validates and
+# stores them, nothing acts on them.
 INSTALLABLE_CI_VALUES: dict[str, set[str]] = {
     "default-values.yaml": {
         "Deployment",
@@ -67,7 +85,19 @@ INSTALLABLE_CI_VALUES: dict[str, set[str]] = {
     },
     "ingress-tls-values.yaml": {"Deployment", "Service", "Ingress", "NetworkPolicy"},
     "all-off-values.yaml": {"Deployment", "Service"},
+    "custom-metric-hpa-values.yaml": {"Deployment", "HorizontalPodAutoscaler", "ServiceMonitor"},
+    "keda-values.yaml": {"Deployment", "ScaledObject", "ServiceMonitor", "ConfigMap"},
+    "hpa-scale-in-values.yaml": {"Deployment", "HorizontalPodAutoscaler"},
 }
+# The values file of the autoscaling test: the chart's HPA with a short scale-down window.
+HPA_TEST_VALUES = "hpa-scale-in-values.yaml"
+# Simulated CPU of each API pod: idle (far below the HPA's target) and overloaded (far above it).
+IDLE_CPU, LOAD_CPU = "50m", "1500m"
+# kube-controller-manager's --horizontal-pod-autoscaler-sync-period (the default, 15 s).
+HPA_SYNC_SECONDS = 15
+# metrics-server's resolution (kwokctl runs it with --metric-resolution=15s; a CPU rate needs two
+# scrapes) plus one HPA sync: how long a change of the simulated usage may take to reach the HPA.
+METRICS_LAG_SECONDS = 45
 
 
 # ---- the cluster ---------------------------------------------------------------------------------
@@ -168,8 +198,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path) -> It
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-def wait_until(check: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` and the last error."""
+def wait_until(
+    check: Callable[[], object],
+    timeout: float,
+    what: str,
+    diagnostics: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` and the last error.
+
+    ``diagnostics`` adds what to read on a timeout (for example the HPA's status and events).
+    """
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
@@ -180,7 +218,8 @@ def wait_until(check: Callable[[], object], timeout: float, what: str) -> None:
         except (ApiException, AssertionError) as exc:
             last = exc
         time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+    report = f"\n{diagnostics()}" if diagnostics else ""
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}{report}")
 
 
 def manifest_objects(cluster: Cluster, release: str, namespace: str) -> list[dict[str, Any]]:
@@ -379,10 +418,38 @@ def service_endpoints_match_pods(cluster: Cluster, service: str, namespace: str)
     return True
 
 
-def install(cluster: Cluster, values_file: str) -> tuple[str, str]:
+def new_namespace() -> str:
+    """A fresh namespace name for one release."""
+    return f"fraud-{uuid.uuid4().hex[:6]}"
+
+
+def create_expected_secret(cluster: Cluster, values_file: str, namespace: str) -> None:
+    """Create the Secret a values file names in ``auth.existingSecret`` (the chart then makes none).
+
+    Holds the two keys the chart reads from it (``auth.apiKeysKey`` and ``auth.uiKeyKey``).
+    """
+    values = yaml.safe_load((CHART / "ci" / values_file).read_text()) or {}
+    name = (values.get("auth") or {}).get("existingSecret")
+    if not name:
+        return
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["auth"]
+    auth = {**defaults, **values["auth"]}
+    cluster.resource("v1", "Namespace").create(body={"metadata": {"name": namespace}})
+    key = uuid.uuid4().hex
+    cluster.resource("v1", "Secret").create(
+        namespace=namespace,
+        body={
+            "metadata": {"name": name},
+            "stringData": {auth["apiKeysKey"]: f"{key}\n", auth["uiKeyKey"]: key},
+        },
+    )
+
+
+def install(cluster: Cluster, values_file: str, namespace: str | None = None) -> tuple[str, str]:
     """``helm install --wait`` the chart with a CI values file into a new namespace."""
     release = "fraud"
-    namespace = f"fraud-{uuid.uuid4().hex[:6]}"
+    namespace = namespace or new_namespace()
+    create_expected_secret(cluster, values_file, namespace)
     cluster.helm(
         "install", release, str(CHART),
         "--namespace", namespace, "--create-namespace",
@@ -418,10 +485,39 @@ def release_secret_data(cluster: Cluster, release: str, namespace: str) -> dict[
     return {key: base64.b64decode(value).decode() for key, value in data.items()}
 
 
+@pytest.fixture(scope="module")
+def chart_crds(cluster: Cluster) -> list[str]:
+    """The CRDs of the chart's custom kinds (from the vendored schemas), established."""
+    crds = cluster.resource("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    names = []
+    for crd in vendored_crds():
+        crds.create(body=crd)
+        names.append(crd["metadata"]["name"])
+
+    def established() -> bool:
+        for name in names:
+            cond = {c["type"]: c for c in crds.get(name=name).to_dict()["status"]["conditions"]}
+            assert "NonStructuralSchema" not in cond, cond["NonStructuralSchema"]["message"]
+            if cond.get("Established", {}).get("status") != "True":
+                return False
+        return True
+
+    wait_until(established, 60, f"the CRDs {names} to be established")
+    return names
+
+
 # ---- tests ---------------------------------------------------------------------------------------
+def test_every_ci_values_file_is_installed() -> None:
+    """No CI values file is left out of the install test (each needs its expected kinds)."""
+    on_disk = {path.name for path in (CHART / "ci").glob("*.yaml")}
+    assert set(INSTALLABLE_CI_VALUES) == on_disk
+
+
 @pytest.mark.parametrize("values_file", sorted(INSTALLABLE_CI_VALUES))
-def test_ci_values_install_roll_out_and_uninstall(cluster: Cluster, values_file: str) -> None:
-    """Every installable CI values file installs, is stored as rendered, serves, and uninstalls."""
+def test_ci_values_install_roll_out_and_uninstall(
+    cluster: Cluster, chart_crds: list[str], values_file: str
+) -> None:
+    """Every CI values file installs, is stored as rendered, serves, and uninstalls."""
     assert (CHART / "ci" / values_file).is_file(), f"update INSTALLABLE_CI_VALUES: {values_file}"
     release, namespace = install(cluster, values_file)
     objects = manifest_objects(cluster, release, namespace)
@@ -522,5 +618,164 @@ def test_upgrade_rolls_within_pdb_then_rollback_and_uninstall(cluster: Cluster) 
     assert [h["revision"] for h in history] == [1, 2, 3]
     assert history[-1]["status"] == "deployed"
     assert "Rollback to 1" in history[-1]["description"]
+
+    uninstall_leaves_nothing(cluster, release, namespace)
+
+
+@dataclass(frozen=True)
+class HpaSettings:
+    """The API's HPA as the API server stored it, and the utilisation each simulated load means."""
+
+    name: str
+    min_replicas: int
+    max_replicas: int
+    target: int
+    behavior: dict[str, Any]
+    idle: int
+    loaded: int
+
+    @classmethod
+    def read(cls, cluster: Cluster, release: str, namespace: str) -> HpaSettings:
+        """Read the HPA and the API container's CPU request of a release."""
+        dep = api_deployment(cluster, release, namespace)
+        name = dep["metadata"]["name"]
+        spec = cluster.read("autoscaling/v2", "HorizontalPodAutoscaler", name, namespace)["spec"]
+        (metric,) = spec["metrics"]
+        containers = dep["spec"]["template"]["spec"]["containers"]
+        (api,) = [c for c in containers if c["name"] == "api"]
+        request = parse_quantity(api["resources"]["requests"]["cpu"])
+        idle, loaded = (round(parse_quantity(cpu) / request * 100) for cpu in (IDLE_CPU, LOAD_CPU))
+        return cls(
+            name=name,
+            min_replicas=spec["minReplicas"],
+            max_replicas=spec["maxReplicas"],
+            target=metric["resource"]["target"]["averageUtilization"],
+            behavior=spec["behavior"],  # with the API server's defaults filled in
+            idle=idle,
+            loaded=loaded,
+        )
+
+    def scale_out_timeout(self) -> float:
+        """Metrics lag for the load and for each step's new pods, one HPA sync (15 s) per step.
+
+        Each step at least doubles the replicas (the chart's 100 % policy): log2(max/min) steps.
+        """
+        steps = math.ceil(math.log2(self.max_replicas / self.min_replicas)) + 1
+        return METRICS_LAG_SECONDS * (steps + 1) + steps * HPA_SYNC_SECONDS
+
+    def scale_in_timeout(self) -> float:
+        """Metrics lag, the stabilisation window, then one policy period per scale-down step."""
+        rules = self.behavior["scaleDown"]
+        steps = scale_down_periods(self.behavior, self.max_replicas, self.min_replicas)
+        period = max(p["periodSeconds"] for p in rules["policies"])
+        return METRICS_LAG_SECONDS * 2 + rules["stabilizationWindowSeconds"] + steps * period
+
+
+# Above the module's 900 s: the sum of this test's own bounded waits (install, idle metrics,
+# scale-out, scale-in, uninstall) is about 1,200 s, and each of them reports better than a kill.
+@pytest.mark.timeout(1260)
+def test_hpa_scales_out_under_cpu_load_and_back_in_when_it_drops(
+    cluster: Cluster, artifacts_dir: Path
+) -> None:
+    """Simulated CPU load above the target scales the API out to maxReplicas within the chart's
+    scale-up rules; once it drops, the API scales back in to minReplicas, held back by the
+    stabilisation window and within the scale-down rules.
+    """
+    namespace = new_namespace()
+    # Idle load from the start, so that the pods have metrics as soon as they exist.
+    load = SimulatedCpuLoad(cluster.dyn, namespace, container="api", cpu=IDLE_CPU)
+    try:
+        release, _ = install(cluster, HPA_TEST_VALUES, namespace=namespace)
+        hpa = HpaSettings.read(cluster, release, namespace)
+        assert hpa.idle < hpa.target < hpa.loaded, hpa
+        observer = HpaObserver(cluster.dyn, hpa.name, namespace)
+        report = partial(hpa_report, cluster.dyn, hpa.name, namespace)
+
+        # Idle: minReplicas, and the simulated usage reaches the HPA through metrics-server.
+        wait_until(
+            lambda: observer.observe().holds(hpa.min_replicas, hpa.idle),
+            120 + METRICS_LAG_SECONDS,
+            f"the HPA to read {hpa.idle}% CPU at minReplicas={hpa.min_replicas}",
+            diagnostics=report,
+        )
+        timeline = ReplicaTimeline(cluster.dyn, hpa.name, namespace)
+        try:
+            load_started = time.monotonic()
+            load.set_cpu(LOAD_CPU)
+
+            def capped_at_max() -> bool:
+                """At maxReplicas under the full load, held there by maxReplicas itself."""
+                seen = observer.observe()
+                return (
+                    seen.holds(hpa.max_replicas, hpa.loaded) and seen.limited == "TooManyReplicas"
+                )
+
+            wait_until(
+                capped_at_max,
+                hpa.scale_out_timeout(),
+                f"the HPA to scale out to maxReplicas={hpa.max_replicas} at {hpa.loaded}% CPU",
+                diagnostics=lambda: f"{report()}\nreplicas: {timeline.describe(load_started)}",
+            )
+            scaled_out = time.monotonic()
+            wait_until(lambda: deployment_rolled_out(cluster, hpa.name, namespace), 60, "new pods")
+
+            load_dropped = time.monotonic()
+            load.set_cpu(IDLE_CPU)
+            wait_until(
+                lambda: observer.observe().holds(hpa.min_replicas, hpa.idle),
+                hpa.scale_in_timeout(),
+                f"the HPA to scale back in to minReplicas={hpa.min_replicas} at {hpa.idle}% CPU",
+                diagnostics=lambda: f"{report()}\nreplicas: {timeline.describe(load_started)}",
+            )
+            scaled_in = time.monotonic()
+        finally:
+            timeline.stop()
+
+        history = timeline.describe(load_started)
+        summary = {
+            "values": HPA_TEST_VALUES,
+            "simulated_cpu": {"idle": IDLE_CPU, "load": LOAD_CPU},
+            "utilization_percent": {"idle": hpa.idle, "load": hpa.loaded, "target": hpa.target},
+            "scale_out_seconds": round(scaled_out - load_started, 1),
+            "scale_in_seconds": round(scaled_in - load_dropped, 1),
+            "load_dropped_after_seconds": round(load_dropped - load_started, 1),
+            "replicas": [
+                {"after_seconds": round(s.at - load_started, 1), "replicas": s.replicas}
+                for s in timeline.steps
+            ],
+            "hpa_conditions": sorted(observer.reasons(load_started, scaled_in)),
+            "behavior": hpa.behavior,
+        }
+        (artifacts_dir / "hpa-autoscaling.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print(
+            f"HPA {hpa.min_replicas} -> {hpa.max_replicas} replicas in "
+            f"{summary['scale_out_seconds']}s, back in {summary['scale_in_seconds']}s: {history}"
+        )
+
+        assert not timeline.errors, timeline.errors
+        steps = timeline.steps[1:]
+        out = [s for s in steps if s.at < load_dropped]
+        back = [s for s in steps if s.at >= load_dropped]
+        # Out: only increases, up to exactly maxReplicas.
+        assert out and all(a.replicas < b.replicas for a, b in pairwise(out)), history
+        assert out[0].replicas > hpa.min_replicas and out[-1].replicas == hpa.max_replicas, history
+        # Back in: only decreases, down to minReplicas.
+        assert back and all(a.replicas > b.replicas for a, b in pairwise(back)), history
+        assert back[-1].replicas == hpa.min_replicas, history
+        # The stabilisation window held the first scale-in back: the HPA reported a lower
+        # recommendation it did not act on yet, and scaled in no earlier than the window allows
+        # (it counts from the last high recommendation, at most one sync before the load dropped).
+        held_back = observer.reasons(load_dropped, back[0].at)
+        assert "ScaleDownStabilized" in held_back, f"AbleToScale reasons {held_back}: {history}"
+        window = hpa.behavior["scaleDown"]["stabilizationWindowSeconds"]
+        assert back[0].at - load_dropped >= window - HPA_SYNC_SECONDS, (
+            f"scaled in {back[0].at - load_dropped:.1f}s after the load dropped, within the "
+            f"{window}s stabilisation window: {history}"
+        )
+        # Every step within the rate the behaviour's policies allow over their periods.
+        violations = behaviour_violations(timeline.steps, hpa.behavior, slack=5)
+        assert not violations, f"{violations}; replicas: {history}"
+    finally:
+        load.delete()
 
     uninstall_leaves_nothing(cluster, release, namespace)
