@@ -17,7 +17,13 @@ import numpy as np
 
 from fraud_contract.api import CSV_MEDIA_TYPE, PARQUET_MEDIA_TYPE
 from fraud_contract.features import columns_from_frame, compute_features
-from fraud_contract.schema import AGGREGATE_FIELDS, REQUIRED_FIELDS, Transaction, numeric_bounds
+from fraud_contract.schema import (
+    AGGREGATE_FIELDS,
+    REQUIRED_FIELDS,
+    Transaction,
+    is_whole_number,
+    numeric_bounds,
+)
 from service.errors import ApiError
 
 if TYPE_CHECKING:
@@ -29,7 +35,7 @@ TableFormat = Literal["csv", "parquet"]
 _MAX_REPORTED = 20
 _PARQUET_MAGIC = b"PAR1"
 _ID_FIELDS = ("customer_id", "terminal_id", "transaction_id")
-_COUNT_FIELDS = tuple(name for name in AGGREGATE_FIELDS if "_nb_tx_" in name)
+_COUNT_FIELDS = tuple(name for name in AGGREGATE_FIELDS if is_whole_number(name))
 
 
 @dataclass(frozen=True)
