@@ -41,7 +41,9 @@ EARLY_STOPPING_ROUNDS: Final = 60
 
 #: Share of training rows whose customer (resp. terminal) aggregates are blanked, so that the
 #: model learns on purpose what to do when a caller cannot send that history (new card, new
-#: terminal, history store outage) instead of following an arbitrary default branch.
+#: terminal, history store outage) instead of following an arbitrary default branch. Another
+#: share loses only the terminal's fraud run: a caller whose history store keeps the delayed
+#: windows but not the run (added later to the contract) is then scored from the windows.
 MISSING_HISTORY_RATE: Final = 0.03
 
 
@@ -63,9 +65,13 @@ def feature_matrix(
 
 
 def missing_history_masks(n_rows: int, rate: float, seed: int = 0) -> dict[str, np.ndarray]:
-    """Disjoint random row masks for blanked customer and terminal history."""
+    """Disjoint random row masks: blanked card history, terminal history, terminal run only."""
     draw = np.random.default_rng(seed).random(n_rows)
-    return {"customer_": draw < rate, "terminal_": (draw >= rate) & (draw < 2 * rate)}
+    return {
+        "customer_": draw < rate,
+        "terminal_": (draw >= rate) & (draw < 2 * rate),
+        "terminal_fraud_run_": (draw >= 2 * rate) & (draw < 3 * rate),
+    }
 
 
 @dataclass
