@@ -18,6 +18,7 @@ from fraud_contract.schema import (
     REQUIRED_FIELDS,
     TRANSACTION_FIELDS,
     Transaction,
+    is_whole_number,
     numeric_bounds,
 )
 
@@ -32,5 +33,6 @@ __all__ = [
     "columns_from_frame",
     "columns_from_records",
     "compute_features",
+    "is_whole_number",
     "numeric_bounds",
 ]

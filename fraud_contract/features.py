@@ -64,6 +64,9 @@ MODEL_FEATURES: Final[tuple[str, ...]] = (
     "customer_nb_high_amount_1d",
     "customer_nb_high_amount_7d",
     "high_amount_share_7d",
+    "terminal_fraud_run_nb",
+    "terminal_fraud_run_nb_plain",
+    "terminal_fraud_run_days",
 )
 
 #: Columns that :func:`compute_features` needs as input.

@@ -8,7 +8,9 @@ store, never by the scoring service:
 
 * customer windows of 1, 7 and 30 days *end at and include* the transaction being scored;
 * terminal windows are *delayed by 7 days* (fraud labels are only known a week later): the
-  window of n days covers ``[t - 7 days - n days, t - 7 days)``.
+  window of n days covers ``[t - 7 days - n days, t - 7 days)``;
+* the terminal's *fraud run* looks at the same labelled transactions (7 days old or more):
+  the frauds after its most recent labelled genuine transaction.
 
 Every aggregate is optional. A missing aggregate is passed to the model as a missing value
 (XGBoost routes it down the branch it learned for missing values); it is never imputed here.
@@ -30,10 +32,13 @@ MAX_AMOUNT: Final = 1_000_000.0
 #: Largest transaction count accepted in any window (a card or terminal doing more than this
 #: in 30 days is a data error, not a transaction).
 MAX_COUNT: Final = 10_000_000
+#: Largest age in days accepted (about 100 years: anything older is a data error).
+MAX_DAYS: Final = 36_500.0
 
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Money = Annotated[float, Field(ge=0.0, le=MAX_AMOUNT, allow_inf_nan=False)]
 Ratio = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Days = Annotated[float, Field(ge=0.0, le=MAX_DAYS, allow_inf_nan=False)]
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
@@ -114,6 +119,23 @@ class Transaction(BaseModel):
     terminal_risk_30d: Ratio | None = Field(
         default=None, description="Fraud ratio in the terminal's delayed 30-day window."
     )
+    terminal_fraud_run_nb: Count | None = Field(
+        default=None,
+        description="Terminal's labelled frauds since its last labelled genuine transaction, "
+        "counting only transactions at least 7 days old (labels arrive a week late): 0 when "
+        "its most recent labelled transaction was genuine or it has none.",
+    )
+    terminal_fraud_run_nb_plain: Count | None = Field(
+        default=None,
+        description="How many frauds of that run had an amount of at most 3x their card's "
+        "reference mean amount (ordinary purchases, as at a compromised terminal); 0 without "
+        "a run. At most terminal_fraud_run_nb.",
+    )
+    terminal_fraud_run_days: Days | None = Field(
+        default=None,
+        description="Age in days (fractional) of that run: from its first fraud to this "
+        "transaction, so at least 7 when there is a run; 0 without a run.",
+    )
 
 
 #: The raw fields of the contract, in declaration order.
@@ -148,6 +170,16 @@ def numeric_bounds(field_name: str) -> tuple[float | None, float | None]:
             lower = getattr(meta, "ge", None) if getattr(meta, "ge", None) is not None else lower
             upper = getattr(meta, "le", None) if getattr(meta, "le", None) is not None else upper
     return lower, upper
+
+
+def is_whole_number(field_name: str) -> bool:
+    """Whether the contract declares ``field_name`` as an integer (a count)."""
+    annotation = Transaction.model_fields[field_name].annotation
+    for member in get_args(annotation) or (annotation,):
+        base = get_args(member)[0] if get_args(member) else member
+        if base is int:
+            return True
+    return False
 
 
 def example_transaction(**overrides: Any) -> dict[str, Any]:

@@ -8,25 +8,16 @@ limits themselves live only in :mod:`fraud_contract.schema`.
 from __future__ import annotations
 
 import re
-from typing import Any, Final, get_args
+from typing import Any, Final
 
-from fraud_contract.schema import AGGREGATE_FIELDS, Transaction
+from fraud_contract.schema import AGGREGATE_FIELDS, Transaction, is_whole_number
 
 #: Identifier columns; ``transaction_id`` is optional (an empty cell is allowed).
 ID_FIELDS: Final = ("customer_id", "terminal_id", "transaction_id")
 #: Numeric columns, ``amount`` first (it is required; the aggregates are optional).
 NUMERIC_FIELDS: Final = ("amount", *AGGREGATE_FIELDS)
-
-
-def _is_whole_number(name: str) -> bool:
-    """True when the contract types the field as an integer (``Count``, optional or not)."""
-    annotation = Transaction.model_fields[name].annotation
-    members = get_args(annotation) or (annotation,)
-    return any(member is int or get_args(member)[:1] == (int,) for member in members)
-
-
 #: Count columns that must hold whole numbers (every integer field of the contract).
-COUNT_FIELDS: Final = tuple(name for name in AGGREGATE_FIELDS if _is_whole_number(name))
+COUNT_FIELDS: Final = tuple(name for name in AGGREGATE_FIELDS if is_whole_number(name))
 #: A trailing time-zone offset: dropped, not converted (the contract uses wall-clock time).
 OFFSET_SUFFIX: Final = r"(Z|[+-]\d{2}:?\d{2})$"
 

@@ -9,6 +9,11 @@ callers send them with each transaction (see :mod:`fraud_contract.schema`).
 * Terminal windows are delayed by ``delay_days`` because fraud labels arrive a week late: the
   n-day window holds the terminal's rows with time in ``(t - delay - n days, t - delay]``;
   risk is the fraud share there, 0 when the window is empty (the handbook's convention).
+* The terminal's fraud run uses the same labelled rows (time <= t - delay): the frauds after
+  the terminal's last labelled genuine row, how many of them were ordinary amounts for their
+  card, and how old the run is. A compromise makes *every* transaction of a terminal fraud
+  for 28 days, so a long, recent run of ordinary-amount frauds means "still compromised",
+  where the delayed windows mix it with genuine rows from before the compromise.
 
 All windows are computed with one sort and binary searches over a composite
 ``(entity, time)`` key, so 1.75M rows take a few seconds.
@@ -22,7 +27,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from fraud_contract.schema import AGGREGATE_FIELDS
+from fraud_contract.schema import AGGREGATE_FIELDS, is_whole_number
 from training.simulator import SECONDS_PER_DAY, entity_index
 
 CUSTOMER_WINDOWS: Final[tuple[int, ...]] = (1, 7, 30)
@@ -164,6 +169,55 @@ def terminal_aggregates(
     return out
 
 
+def terminal_fraud_run(
+    terminal: np.ndarray,
+    seconds: np.ndarray,
+    is_fraud: np.ndarray,
+    plain: np.ndarray,
+    delay_days: int = LABEL_DELAY_DAYS,
+) -> dict[str, np.ndarray]:
+    """The terminal's current run of labelled frauds, as known ``delay_days`` late.
+
+    The labelled rows of a transaction at ``t`` are its terminal's rows with time
+    ``<= t - delay``; the run is the frauds among them after the last genuine one:
+
+    * ``terminal_fraud_run_nb``: their number (0 when the last labelled row is genuine or
+      there is none);
+    * ``terminal_fraud_run_nb_plain``: how many of them are ``plain`` (an amount ordinary for
+      the card: a compromised terminal's frauds are, other frauds mostly are not);
+    * ``terminal_fraud_run_days``: days from the run's first fraud to ``t`` (0 without a run).
+    """
+    order, key = _sorted_keys(terminal, seconds)
+    n = key.shape[0]
+    fraud = is_fraud[order].astype(bool)
+    t = seconds[order]
+    ent = terminal[order]
+    rows = np.arange(n)
+    group_start = np.searchsorted(ent, ent, side="left")
+    # Last labelled row (side="right" keeps equal times in, as the delayed windows do).
+    last = np.minimum(
+        np.searchsorted(key, key - delay_days * SECONDS_PER_DAY, side="right"), rows + 1
+    )
+    last -= 1
+    labelled = last >= group_start
+    last = np.where(labelled, last, 0)
+    # Latest genuine row at or before each row, never before the row's own terminal.
+    genuine = np.maximum.accumulate(np.where(fraud, -1, rows))
+    genuine = np.maximum(genuine, group_start - 1)[last]
+    run = np.where(labelled, last - genuine, 0)
+    first = np.minimum(genuine + 1, n - 1)  # first fraud of the run (when run > 0)
+    plain_cs = np.concatenate([[0], np.cumsum(plain[order].astype(np.int64))])
+    in_run = run > 0
+    out = {
+        "terminal_fraud_run_nb": np.where(in_run, run, 0).astype(np.float64),
+        "terminal_fraud_run_nb_plain": np.where(
+            in_run, plain_cs[last + 1] - plain_cs[first], 0
+        ).astype(np.float64),
+        "terminal_fraud_run_days": np.where(in_run, (t - t[first]) / SECONDS_PER_DAY, 0.0),
+    }
+    return {name: _unsort(values, order) for name, values in out.items()}
+
+
 def _grouped_prefix(values: np.ndarray, entity: np.ndarray) -> np.ndarray:
     """Inclusive cumulative sum restarting at each entity (rows sorted by entity)."""
     return pd.Series(values).groupby(entity, sort=False).cumsum().to_numpy()
@@ -198,10 +252,15 @@ def add_aggregates(frame: pd.DataFrame, delay_days: int = LABEL_DELAY_DAYS) -> p
     std_windows = tuple(
         d for d in CUSTOMER_WINDOWS if f"customer_std_amount_{d}d" in AGGREGATE_FIELDS
     )
+    reference = customer_reference_aggregates(customer, seconds, amount)
+    # A fraud is "plain" when its amount was not unusual for its card (the same 3x rule as
+    # the high-amount counts): what a compromised terminal produces.
+    plain = (is_fraud == 1) & (amount <= HIGH_AMOUNT_FACTOR * reference["customer_avg_amount_ref"])
     values = {
         **customer_aggregates(customer, seconds, amount, CUSTOMER_WINDOWS, std_windows),
-        **customer_reference_aggregates(customer, seconds, amount),
+        **reference,
         **terminal_aggregates(terminal, seconds, is_fraud, TERMINAL_WINDOWS, delay_days),
+        **terminal_fraud_run(terminal, seconds, is_fraud, plain, delay_days),
     }
     missing = set(AGGREGATE_FIELDS) - set(values)
     if missing:
@@ -210,7 +269,7 @@ def add_aggregates(frame: pd.DataFrame, delay_days: int = LABEL_DELAY_DAYS) -> p
     out = frame.copy()
     for name in AGGREGATE_FIELDS:
         column = values[name]
-        if name.startswith(("customer_nb", "terminal_nb")):
+        if is_whole_number(name):
             out[name] = column.astype(np.int32)
         else:
             out[name] = column

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from fraud_contract import TRANSACTION_FIELDS, Transaction
+from fraud_contract.schema import is_whole_number
 from training.simulate import simulate_with_aggregates
 from training.simulator import preset
 
@@ -38,7 +39,7 @@ _PICKS: tuple[tuple[str, str, str], ...] = (
     (
         "compromised_terminal",
         "Scenario 2: a terminal compromised more than a week ago; its "
-        "delayed fraud ratio already shows it.",
+        "delayed fraud ratio and its run of labelled frauds already show it.",
         "fraud_scenario == 2 and terminal_risk_7d >= 0.5",
     ),
     (
@@ -59,7 +60,7 @@ def _record(row: pd.Series) -> dict[str, Any]:
             out[name] = pd.Timestamp(value).isoformat()
         elif isinstance(value, str):
             out[name] = value
-        elif name.startswith(("customer_nb", "terminal_nb")):
+        elif is_whole_number(name):
             out[name] = int(value)
         else:
             out[name] = round(float(value), 6)

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from fraud_contract import AGGREGATE_FIELDS, REQUIRED_FIELDS, Transaction, numeric_bounds
-from fraud_contract.schema import MAX_AMOUNT, example_transaction
+from fraud_contract.schema import MAX_AMOUNT, MAX_DAYS, example_transaction, is_whole_number
 from tests.support.tools import REPO_ROOT
 
 EXAMPLES = json.loads((REPO_ROOT / "fraud_contract" / "examples.json").read_text())
@@ -91,6 +91,15 @@ def test_bounds_are_readable_for_vectorised_validators() -> None:
     assert numeric_bounds("amount") == (0.0, MAX_AMOUNT)
     assert numeric_bounds("terminal_risk_30d") == (0.0, 1.0)
     assert numeric_bounds("customer_nb_tx_7d")[0] == 0
+    assert numeric_bounds("terminal_fraud_run_days") == (0.0, MAX_DAYS)
+
+
+def test_counts_are_whole_numbers_and_the_rest_is_not() -> None:
+    counts = {name for name in AGGREGATE_FIELDS if is_whole_number(name)}
+    assert {"customer_nb_tx_7d", "customer_nb_high_amount_7d", "terminal_nb_tx_30d"} <= counts
+    assert {"terminal_fraud_run_nb", "terminal_fraud_run_nb_plain"} <= counts
+    assert not counts & {"amount", "terminal_risk_7d", "terminal_fraud_run_days"}
+    assert not is_whole_number("customer_avg_amount_ref")
 
 
 def test_required_fields_are_the_card_processor_columns() -> None:

@@ -82,7 +82,7 @@ def metrics() -> RecordingMetrics:
 @pytest.fixture
 def client(model: LoadedModel, metrics: RecordingMetrics) -> Iterator[httpx.AsyncClient]:
     settings = ServiceSettings(api_keys=[KEY], max_body_bytes=64 * 1024, max_file_bytes=64 * 1024)
-    scorer = Scorer(model, threshold=None, top_k=3)
+    scorer = Scorer(model, threshold=None, top_k=3, reasons=settings.reasons)  # as the service
 
     async def score_one(transaction: Transaction, explain: bool) -> dict[str, Any]:
         return scorer.score([transaction], [explain])[0]

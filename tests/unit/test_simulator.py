@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from fraud_contract import AGGREGATE_FIELDS, Transaction
-from training.aggregates import add_aggregates
+from training.aggregates import add_aggregates, terminal_fraud_run
 from training.simulator import (
     PRESETS,
     RAW_COLUMNS,
@@ -178,3 +178,52 @@ def test_reference_amount_and_high_amount_counts_match_a_brute_force_reference(
                 for i, t in enumerate(times)
             ]
             np.testing.assert_array_equal(rows[f"customer_nb_high_amount_{days}d"], expected)
+
+
+def test_terminal_fraud_run_matches_a_brute_force_reference(tiny: pd.DataFrame) -> None:
+    agg = add_aggregates(tiny)
+    # Compromised terminals (long runs) plus random ones (isolated frauds, no run at all).
+    compromised = agg.loc[agg["fraud_scenario"] == SCENARIO_TERMINAL, "terminal_id"].unique()
+    others = agg["terminal_id"].drop_duplicates().sample(40, random_state=3)
+    delay = np.timedelta64(7, "D")
+    day_s = 86_400.0
+    checked = {"run": 0, "not_plain": 0}
+    for terminal in {*compromised[:15], *others}:
+        rows = agg[agg["terminal_id"] == terminal].sort_values("timestamp", kind="stable")
+        times = rows["timestamp"].to_numpy()
+        fraud = rows["is_fraud"].to_numpy() == 1
+        plain = fraud & (
+            rows["amount"].to_numpy() <= 3.0 * rows["customer_avg_amount_ref"].to_numpy()
+        )
+        expected = np.zeros((len(rows), 3))
+        for i, t in enumerate(times):
+            labelled = np.nonzero(times <= t - delay)[0]
+            j = len(labelled) - 1
+            while j >= 0 and fraud[labelled[j]]:  # walk back over the trailing frauds
+                j -= 1
+            run = labelled[j + 1 :]
+            if run.size:
+                age = (t - times[run[0]]) / np.timedelta64(1, "s") / day_s
+                expected[i] = (run.size, plain[run].sum(), age)
+                checked["run"] += 1
+                checked["not_plain"] += int(plain[run].sum() < run.size)
+        np.testing.assert_array_equal(rows["terminal_fraud_run_nb"], expected[:, 0])
+        np.testing.assert_array_equal(rows["terminal_fraud_run_nb_plain"], expected[:, 1])
+        np.testing.assert_allclose(rows["terminal_fraud_run_days"], expected[:, 2], rtol=1e-12)
+    assert checked["run"] > 100 and checked["not_plain"] > 0  # both branches were exercised
+
+
+def test_terminal_fraud_run_on_hand_made_rows() -> None:
+    day = 86_400
+    # Terminal 0 ends on a fraud. Terminal 1's history starts with two frauds (its run must
+    # not reach back into terminal 0), then a genuine row, then a fraud of an unusual amount.
+    terminal = np.array([0, 0, 1, 1, 1, 1, 1, 1])
+    seconds = np.array([0, 1, 2, 3, 10, 11, 20, 30]) * day
+    is_fraud = np.array([0, 1, 1, 1, 0, 1, 0, 0])
+    plain = np.array([0, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
+    run = terminal_fraud_run(terminal, seconds, is_fraud, plain)
+    # Row at day 10 sees days <= 3: the two frauds; day 11 sees the same; day 20 sees the
+    # genuine row of day 10 and the fraud of day 11 (not plain); day 30 ends on a genuine.
+    assert run["terminal_fraud_run_nb"].tolist() == [0, 0, 0, 0, 2, 2, 1, 0]
+    assert run["terminal_fraud_run_nb_plain"].tolist() == [0, 0, 0, 0, 1, 1, 0, 0]
+    assert run["terminal_fraud_run_days"].tolist() == [0, 0, 0, 0, 8, 9, 9, 0]

@@ -141,10 +141,14 @@ def test_missing_aggregates_change_the_score_as_expected(trained: TrainingResult
     )
     for value in (with_history, without_terminal, without_any):
         assert 0.0 <= value <= 1.0
-    # The delayed terminal fraud ratio is the only evidence of scenario 2: without it the
+    # The delayed terminal history is the only evidence of scenario 2: without it the
     # transaction looks far less suspicious, but it is still scored (no error, no imputation).
     assert with_history > trained.card.threshold
     assert without_terminal < with_history / 2
+    # A caller that sends the delayed windows but not the (newer) fraud run fields is scored
+    # from the windows: still far more suspicious than with no terminal history at all.
+    no_run = {k: v for k, v in full.items() if not k.startswith("terminal_fraud_run_")}
+    assert 2 * without_terminal < _score(trained, no_run) < with_history
     # A stolen card's 5x amount is suspicious against the card's own averages; without the
     # card history only the raw amount is left, so the score drops.
     card_fraud = EXAMPLES["compromised_card"]["transaction"]
