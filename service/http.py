@@ -10,6 +10,7 @@ handled here; security headers for every route by :class:`SecurityHeadersMiddlew
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import secrets
@@ -129,6 +130,13 @@ class ScoringApp:
                 )
             finally:
                 runtime.in_flight -= 1
+        except asyncio.CancelledError:
+            # Cancelled by BentoML's timeout middleware (which answers 504) or at shutdown:
+            # still close the request in the metrics, or the in-progress gauge would drift.
+            if runtime is not None:
+                runtime.metrics.request_finished(route, 504, time.perf_counter() - started)
+            request_id_var.reset(token)
+            raise
         except ApiError as exc:
             await _respond(
                 send,

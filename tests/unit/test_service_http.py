@@ -377,3 +377,43 @@ def test_shed_requests_are_logged_once_per_interval(caplog: pytest.LogCaptureFix
     assert len(lines) == 1
     assert lines[0].shed == {SCORE_PATH: 1}  # type: ignore[attr-defined]
     assert shed.shed == {SCORE_PATH: 49}
+
+
+async def test_a_cancelled_request_is_closed_in_the_metrics(model: LoadedModel) -> None:
+    scorer = Scorer(model, threshold=None, top_k=3)
+
+    async def never(transaction: Transaction, explain: bool) -> dict[str, Any]:
+        await anyio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    metrics = RecordingMetrics()
+    app = ScoringApp()
+    app.bind(
+        Runtime(
+            settings=ServiceSettings(),
+            scorer=scorer,
+            metrics=metrics,  # type: ignore[arg-type]
+            model_info=b"{}",
+            score_one=never,
+        )
+    )
+    body = json.dumps(example_transaction()).encode()
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": SCORE_PATH,
+        "headers": [(b"content-type", b"application/json")],
+        "query_string": b"",
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    with anyio.move_on_after(0.2):  # what a timeout middleware does
+        await app(scope, receive, send)
+    assert metrics.in_progress == 0
+    assert metrics.requests == [(SCORE_PATH, 504)]
+    assert app.runtime is not None and app.runtime.in_flight == 0
