@@ -286,15 +286,15 @@ def peak(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
 OVERLOAD_USERS = 128
 
 
-def overload(base_url: str, files: dict[str, Path], capacity: float, core: int) -> dict[str, Any]:
+def overload(base_url: str, requests_file: Path, capacity: float, core: int) -> dict[str, Any]:
     """Half capacity, then 2x capacity for 10 s, then half again: rejections and recovery."""
     low, high = max(capacity * 0.5, 50.0), max(capacity * 2.0, 200.0)
     plan = f"{low:.0f}:5,{high:.0f}:10,{low:.0f}:10"
     doc = drive(
         base_url,
-        files["score"],
+        requests_file,
         core,
-        WORK_DIR / "overload.json",
+        WORK_DIR / f"overload-{requests_file.stem}.json",
         "--plan",
         "phases",
         "--phases",
@@ -319,7 +319,10 @@ def overload(base_url: str, files: dict[str, Path], capacity: float, core: int) 
     )
     failures = doc.get("all", [])
     rejections = sorted(f["latency_ms"] for f in failures if f["status"] in (429, 503))
+    overloaded = [t["p99_ms"] for t in timeline if 5 <= t["second"] < drop_at and t["p99_ms"]]
     return {
+        #: Median over the 2x seconds of the per-second p99 of all answers.
+        "overload_p99_ms": float(np.median(overloaded)) if overloaded else None,
         "plan": plan,
         "users": OVERLOAD_USERS,
         "errors_before_overload": sum(t["errors"] for t in timeline if t["second"] < 5),
@@ -596,8 +599,9 @@ def main() -> None:
                 }
                 if target.name == "service":
                     capacity = result["max_sustained_rps"] or result["peak_rps"] or 200.0
+                    result["overload_capacity"] = capacity
                     result["overload"] = overload(
-                        server.base_url, files, capacity, args.client_core
+                        server.base_url, files["score"], capacity, args.client_core
                     )
                     result["bulk"] = bulk(
                         server.base_url, booster, card, args.bulk_rows, args.server_core
@@ -606,6 +610,13 @@ def main() -> None:
                         result["profile"] = profile(server, files, capacity * 0.7, args.client_core)
                     card_answer = _get_json(server.base_url + MODEL_PATH)
                     result["model_card_tag"] = card_answer.get("tag")
+                service_capacity = doc["targets"].get("service", {}).get("overload_capacity")
+                if target.name == "starlette-echo" and service_capacity:
+                    # The client's own latency under the service's overload plan: the floor
+                    # that any rejection latency measured with this client sits on.
+                    result["overload_floor"] = overload(
+                        server.base_url, files["echo"], service_capacity, args.client_core
+                    )
                 doc["targets"][target.name] = result
             print(f"   max sustained {result['max_sustained_rps']:.0f} req/s", flush=True)
     doc["machine"]["load_average_at_end"] = os.getloadavg()

@@ -58,10 +58,10 @@ class ServiceSettings(BaseSettings):
         "latency budget, not a batching delay (batches leave as soon as the model is free).",
     )
     max_concurrency: int = Field(
-        default=256,
+        default=64,
         ge=1,
         description="Admission control per worker: /v1 requests beyond this many in flight get "
-        "an immediate 503 with Retry-After (32 was measured and served less at 2x capacity; "
+        "an immediate 503 with Retry-After (64 ~ one core's capacity x the 15 ms objective; "
         "see docs/operations.md).",
     )
     request_timeout_s: float = Field(
