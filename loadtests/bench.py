@@ -66,7 +66,7 @@ P99_BOUND_MS = 15.0
 BULK_BATCH_SECONDS = 20.0
 #: The load tests' transaction pool (read directly: importing the locustfile would gevent-patch).
 PAYLOADS = Path(__file__).resolve().parent / "payloads.json"
-RATES = "125,250,500,750,1000,1500,2000,3000,4000,6000,8000,12000"
+RATES = "125,250,500,750,1000,1500,2000,2500,3000,3500,4000,5000,6000,7000,8000,10000,12000"
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,10 @@ def target_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
     def ratio_check(peer: str, goal: float, what: str) -> None:
         other = targets.get(peer, {}).get("max_sustained_rps")
-        value = capacity / other if other else None
+        if other == 0 and capacity > 0 and peer in targets:
+            value: float | None = math.inf  # the peer never met the p99 bound at any rate
+        else:
+            value = capacity / other if other else None
         checks.append(
             {
                 "target": f"{what} >= {goal:g}x",
