@@ -155,13 +155,15 @@ def summarise(samples: list[Sample], seconds: float, offered: float) -> dict[str
 
 
 def step_passes(step: dict[str, Any], p99_bound_ms: float) -> bool:
-    """Sustained: no errors, p99 within bound, and at least 95% of the offered rate served."""
-    return (
-        step["errors"] == 0
-        and step["p99_ms"] is not None
-        and step["p99_ms"] <= p99_bound_ms
-        and step["achieved_rps"] >= 0.95 * step["offered_rps"]
-    )
+    """Sustained: no errors and p99 within bound; the step's throughput is what was served.
+
+    With a fixed number of users the client is closed-loop once the target saturates (at
+    most one request outstanding per user), so a step offered more than the target can take
+    measures the target's capacity at that concurrency: the issue's reference method
+    ("16 users", throughput at p99 <= 15 ms). Whether it kept up with the offered rate is
+    reported beside it, not required.
+    """
+    return step["errors"] == 0 and step["p99_ms"] is not None and step["p99_ms"] <= p99_bound_ms
 
 
 def saturated(step: dict[str, Any]) -> bool:
