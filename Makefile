@@ -153,8 +153,9 @@ compose-down: ## Stop and remove the compose deployment (keeps the Prometheus vo
 	$(COMPOSE) -f docker-compose.yml --profile monitoring down
 
 .PHONY: compose-smoke
-compose-smoke: env ## Compose test: up with the built images, health, score, UI, down
-	FRAUD_COMPOSE="$(COMPOSE)" $(RUN) pytest tests/integration/test_compose.py
+compose-smoke: env ## Compose test with the images of `make image` + `make image-ui`: up, health, score, UI, down
+	FRAUD_IMAGE=$(firstword $(subst :, ,$(IMAGE_REF))) FRAUD_IMAGE_TAG=$(lastword $(subst :, ,$(IMAGE_REF))) \
+	  FRAUD_UI_IMAGE=fraud-detection-ui FRAUD_COMPOSE="$(COMPOSE)" $(RUN) pytest tests/integration/test_compose.py
 
 .PHONY: config-docs
 config-docs: env ## Regenerate the configuration reference in docs/operations.md from the settings classes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import time
 import uuid
@@ -49,12 +50,33 @@ class BuiltImage:
     build_seconds: float
 
 
-def build_image(podman: str, bentoml_home: Path, log_path: Path, timeout: float) -> BuiltImage:
-    """Run ``scripts/build_image.py`` with podman; reuse an identical image when one exists."""
+def tiny_model_home() -> Path:
+    """A BentoML home holding a tiny trained model, kept between runs while training is unchanged.
+
+    Keeping it lets an unchanged tree reuse the previous image instead of rebuilding it.
+    """
+    home = REPO_ROOT / "build" / "container-test" / f"bentoml-{model_inputs_key()}"
+    marker = home / "model-tag.txt"
+    if not marker.exists():
+        from tests.support.models import train_tiny_model  # noqa: PLC0415
+
+        for stale in home.parent.glob("bentoml-*"):  # stores of older training code
+            shutil.rmtree(stale, ignore_errors=True)
+        home.mkdir(parents=True)
+        marker.write_text(train_tiny_model(home))
+    return home
+
+
+def build_image(runtime: str, bentoml_home: Path, log_path: Path, timeout: float) -> BuiltImage:
+    """Build the working tree's image with ``scripts/build_image.py`` (podman or docker CLI).
+
+    An identical image (same Bento digest) is reused, so an unchanged tree costs seconds; a
+    changed tree always gets a fresh image, never a stale one from an earlier checkout.
+    """
     import os  # noqa: PLC0415
 
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
-    env["PATH"] = f"{Path(podman).parent}:{env.get('PATH', '')}"
+    env["PATH"] = f"{Path(runtime).parent}:{env.get('PATH', '')}"
     start = time.monotonic()
     with log_path.open("w") as log:
         completed = subprocess.run(
@@ -62,7 +84,7 @@ def build_image(podman: str, bentoml_home: Path, log_path: Path, timeout: float)
                 str(REPO_ROOT / ".venv" / "bin" / "python"),
                 "scripts/build_image.py",
                 "--backend",
-                "podman",
+                Path(runtime).name,
                 "--image-name",
                 TEST_IMAGE_NAME,
             ],

@@ -7,8 +7,8 @@ name, runs the compose health checks inside the containers, checks the hardening
 read-only root, writable /tmp), then tears everything down.
 
 ``FRAUD_COMPOSE`` picks the compose CLI (default ``podman-compose``; ``docker compose`` on
-GitHub's runners, see ``make compose-smoke``). Images missing locally are built with
-``make image`` / ``make image-ui``; under ``CI=true`` a missing podman/podman-compose fails.
+GitHub's runners, see ``make compose-smoke``). The images are built from the working tree
+(identical ones reused); under ``CI=true`` a missing podman/podman-compose fails.
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ import pytest
 import yaml
 
 from fraud_contract.api import API_KEY_HEADER, LIVE_PATH, READY_PATH, SCORE_PATH
+from tests.integration.container_support import build_image, tiny_model_home
 from tests.support.net import free_port, wait_for_http
 from tests.support.tools import REPO_ROOT, require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.container, pytest.mark.timeout(3300)]
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-BUILD_INFO = REPO_ROOT / "build" / "image" / "build.json"
+BUILD_TIMEOUT_S = 1500
 API_KEY = "compose-test-key-" + uuid.uuid4().hex[:12]
 READY_TIMEOUT_S = 180.0
 MINIMAL_TRANSACTION = {
@@ -146,41 +147,34 @@ def _with_defaults(template: str, env: Mapping[str, str]) -> str:
     return out + rest
 
 
-#: The Makefile target that builds each service's image.
-IMAGE_TARGETS = {"api": "image", "ui": "image-ui"}
-
-
-def last_built_api_image(runtime: str) -> str | None:
-    """The image of the last ``make image`` (build/image/build.json), if it is still there."""
-    if not BUILD_INFO.is_file():
-        return None
-    image = str(json.loads(BUILD_INFO.read_text())["image"])
-    return image if image_exists(runtime, image) else None
-
-
 def ensure_images(runtime: str, env: dict[str, str], log_path: Path) -> dict[str, str]:
-    """The API and UI images, built with ``make image`` / ``make image-ui`` when missing.
+    """The API and UI images, built from the working tree (``env`` is updated to name them).
 
-    Like ``make compose-up``, the API image defaults to the last one ``make image`` built;
-    ``FRAUD_IMAGE`` / ``FRAUD_IMAGE_TAG`` in ``env`` override it (``env`` is updated).
+    Never trusts an image that merely exists: an older checkout's ``fraud-scoring:latest`` in a
+    shared image store would speak an older contract. The API image is the container suite's
+    (tiny model, reused only when its Bento digest matches); the UI image is rebuilt with
+    ``make image-ui`` (layer cache: about 30 s when unchanged). ``FRAUD_IMAGE`` /
+    ``FRAUD_UI_IMAGE`` set by the caller pin prebuilt images instead (``make compose-smoke``).
     """
-    if "FRAUD_IMAGE" not in env and (built := last_built_api_image(runtime)):
-        name, _, tag = built.rpartition(":")
+    if "FRAUD_IMAGE" not in env:
+        runtime_path = require_tool(runtime, "make system-deps")
+        built = build_image(runtime_path, tiny_model_home(), log_path, timeout=BUILD_TIMEOUT_S)
+        name, _, tag = built.ref.rpartition(":")
         env.update(FRAUD_IMAGE=name, FRAUD_IMAGE_TAG=tag)
-    images = compose_images(env)
-    missing = [service for service, image in images.items() if not image_exists(runtime, image)]
-    for service in missing:
+    if "FRAUD_UI_IMAGE" not in env:
         with log_path.open("a") as log:
             result = subprocess.run(
-                ["make", IMAGE_TARGETS[service]],
+                ["make", "image-ui"],
                 cwd=REPO_ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                timeout=1500,
+                timeout=BUILD_TIMEOUT_S,
                 check=False,
             )
-        assert result.returncode == 0, f"make {IMAGE_TARGETS[service]} failed; log: {log_path}"
-        assert image_exists(runtime, images[service]), f"no image {images[service]} after build"
+        assert result.returncode == 0, f"make image-ui failed; log: {log_path}"
+    images = compose_images(env)
+    for service, image in images.items():
+        assert image_exists(runtime, image), f"no {service} image {image}; log: {log_path}"
     return images
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -40,6 +39,7 @@ from tests.integration.container_support import (
     model_inputs_key,
     remove_older_test_images,
     running_container,
+    tiny_model_home,
 )
 from tests.support.net import free_port, wait_for_http
 from tests.support.tools import REPO_ROOT, require_tool
@@ -63,20 +63,8 @@ def podman() -> str:
 
 @pytest.fixture(scope="module")
 def model_home() -> Path:
-    """A BentoML home holding a tiny trained model, kept between runs while training is unchanged.
-
-    Keeping it lets an unchanged tree reuse the previous image instead of rebuilding it.
-    """
-    home = REPO_ROOT / "build" / "container-test" / f"bentoml-{model_inputs_key()}"
-    marker = home / "model-tag.txt"
-    if not marker.exists():
-        from tests.support.models import train_tiny_model  # noqa: PLC0415
-
-        for stale in home.parent.glob("bentoml-*"):  # stores of older training code
-            shutil.rmtree(stale, ignore_errors=True)
-        home.mkdir(parents=True)
-        marker.write_text(train_tiny_model(home))
-    return home
+    """A BentoML home holding a tiny trained model (cached while training code is unchanged)."""
+    return tiny_model_home()
 
 
 @pytest.fixture(scope="module")
