@@ -38,7 +38,7 @@ class ServiceSettings(BaseSettings):
         default="flagged",
         description="Which results carry TreeSHAP reasons unless the request asks with "
         "?explain=true: flagged ones only (score >= threshold; the default, because TreeSHAP "
-        "costs ~135 us CPU per row against ~5 us for the plain score); all; or none.",
+        "costs ~250 us CPU per row against ~2-8 us for the plain score); all; or none.",
     )
     workers: int = Field(
         default=1, ge=1, le=64, description="API worker processes (one per CPU core is typical)."

@@ -36,7 +36,6 @@ from tests.integration.container_support import (
     BuiltImage,
     build_image,
     inspect_image,
-    model_inputs_key,
     remove_older_test_images,
     running_container,
     tiny_model_home,
