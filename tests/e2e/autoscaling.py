@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from typing import Any
 from kubernetes import dynamic
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
+
+from tests.e2e.watch import ResourceWatch
 
 KWOK_API = "kwok.x-k8s.io/v1alpha1"
 HPA_API = "autoscaling/v2"
@@ -91,48 +92,33 @@ class Step:
     replicas: int
 
 
-class ReplicaTimeline:
+class ReplicaTimeline(ResourceWatch):
     """Watches a Deployment and records every change of ``spec.replicas`` (what the HPA sets).
 
     A watch sees each write of the scale subresource, so no step is missed between polls.
     """
 
     def __init__(self, dyn: dynamic.DynamicClient, name: str, namespace: str) -> None:
-        self._deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
-        self._name, self._namespace = name, namespace
-        dep = self._deployments.get(name=name, namespace=namespace).to_dict()
-        self._resource_version = dep["metadata"]["resourceVersion"]
+        deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+        dep = deployments.get(name=name, namespace=namespace).to_dict()
+        super().__init__(
+            deployments,
+            namespace,
+            dep["metadata"]["resourceVersion"],
+            field_selector=f"metadata.name={name}",
+        )
         self.steps = [Step(time.monotonic(), int(dep["spec"]["replicas"]))]
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for event in self._deployments.watch(
-                    namespace=self._namespace,
-                    field_selector=f"metadata.name={self._name}",
-                    resource_version=self._resource_version,
-                    timeout=5,
-                ):
-                    dep = event["raw_object"]
-                    if event["type"] not in {"ADDED", "MODIFIED"}:  # DELETED, ERROR (410 Gone)
-                        self.errors.append(f"{event['type']}: {json.dumps(dep)[:300]}")
-                        return
-                    self._resource_version = dep["metadata"]["resourceVersion"]
-                    replicas = int(dep["spec"]["replicas"])
-                    if replicas != self.steps[-1].replicas:
-                        self.steps.append(Step(time.monotonic(), replicas))
-            except ApiException as exc:
-                self.errors.append(repr(exc))
-                return
-
-    def stop(self) -> None:
-        """Stop watching (returns within the watch's 5-second window)."""
-        self._stop.set()
-        self._thread.join(timeout=15)
+    def on_event(self, event_type: str, obj: dict[str, Any]) -> bool:
+        """Append a step when ``spec.replicas`` changed; a DELETED or ERROR event ends the watch."""
+        if event_type not in {"ADDED", "MODIFIED"}:  # DELETED, ERROR (410 Gone)
+            self.errors.append(f"{event_type}: {json.dumps(obj)[:300]}")
+            return False
+        replicas = int(obj["spec"]["replicas"])
+        if replicas != self.steps[-1].replicas:
+            self.steps.append(Step(time.monotonic(), replicas))
+        return True
 
     def describe(self, origin: float) -> str:
         """The steps as ``+12.3s: 6`` lines, times relative to ``origin``."""

@@ -21,7 +21,6 @@ import math
 import os
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -47,6 +46,7 @@ from tests.e2e.autoscaling import (
     scale_down_periods,
 )
 from tests.e2e.crds import vendored_crds
+from tests.e2e.watch import ResourceWatch
 from tests.support.tools import REPO_ROOT, in_ci, require_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -336,7 +336,7 @@ def leftovers(cluster: Cluster, release: str, namespace: str) -> list[str]:
     return found
 
 
-class HealthyPodTracker:
+class HealthyPodTracker(ResourceWatch):
     """Watches a set of pods and records the fewest healthy ones at any moment.
 
     A watch sees every change the API server makes, so even a dip that lasts milliseconds (as
@@ -344,52 +344,34 @@ class HealthyPodTracker:
     """
 
     def __init__(self, cluster: Cluster, namespace: str, selector: str) -> None:
-        self._pods = cluster.resource("v1", "Pod")
-        self._namespace, self._selector = namespace, selector
-        listed = self._pods.get(namespace=namespace, label_selector=selector).to_dict()
+        pods = cluster.resource("v1", "Pod")
+        listed = pods.get(namespace=namespace, label_selector=selector).to_dict()
+        super().__init__(
+            pods, namespace, listed["metadata"]["resourceVersion"], label_selector=selector
+        )
         self._healthy = {p["metadata"]["name"]: pod_is_healthy(p) for p in listed["items"]}
-        self._resource_version = listed["metadata"]["resourceVersion"]
         self.initial_pods = set(self._healthy)
         self.seen_pods = set(self._healthy)
         self.min_healthy = self.healthy_now()
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
+        self.start()
 
     def healthy_now(self) -> int:
         """Healthy pods according to the events seen so far."""
         return sum(self._healthy.values())
 
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for event in self._pods.watch(
-                    namespace=self._namespace,
-                    label_selector=self._selector,
-                    resource_version=self._resource_version,
-                    timeout=5,
-                ):
-                    pod = event["raw_object"]
-                    name = pod["metadata"]["name"]
-                    self._resource_version = pod["metadata"]["resourceVersion"]
-                    self.seen_pods.add(name)
-                    if event["type"] == "DELETED":
-                        self._healthy.pop(name, None)
-                    elif event["type"] in {"ADDED", "MODIFIED"}:
-                        self._healthy[name] = pod_is_healthy(pod)
-                    else:  # ERROR (e.g. 410 Gone): the minimum could no longer be trusted
-                        self.errors.append(repr(pod))
-                        return
-                    self.min_healthy = min(self.min_healthy, self.healthy_now())
-            except ApiException as exc:
-                self.errors.append(repr(exc))
-                return
-
-    def stop(self) -> None:
-        """Stop watching (returns within the watch's 5-second window)."""
-        self._stop.set()
-        self._thread.join(timeout=15)
+    def on_event(self, event_type: str, obj: dict[str, Any]) -> bool:
+        """Update the pod's health; an ERROR event (e.g. 410 Gone) ends the watch."""
+        if event_type not in {"ADDED", "MODIFIED", "DELETED"}:  # the minimum is no longer sure
+            self.errors.append(f"{event_type}: {obj!r}")
+            return False
+        name = obj["metadata"]["name"]
+        self.seen_pods.add(name)
+        if event_type == "DELETED":
+            self._healthy.pop(name, None)
+        else:
+            self._healthy[name] = pod_is_healthy(obj)
+        self.min_healthy = min(self.min_healthy, self.healthy_now())
+        return True
 
 
 def service_endpoints_match_pods(cluster: Cluster, service: str, namespace: str) -> bool:
