@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -10,8 +11,11 @@ import numpy as np
 import xgboost as xgb
 
 from fraud_contract.artifact import ModelCard, load_card
+from service.fast_predict import NativePredictor, native_predictor
+from service.logs import LOGGER_NAME
 
 _F32_MAX = float(np.finfo(np.float32).max)
+logger = logging.getLogger(LOGGER_NAME)
 
 
 class ModelLoadError(RuntimeError):
@@ -28,12 +32,17 @@ class Prediction:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A booster and its card, ready to predict."""
+    """A booster and its card, ready to predict.
+
+    ``native`` (set by :func:`load_model` when it matches the public API exactly on this
+    booster) makes the same XGBoost C calls without the Python wrapper's ~0.2 ms per call.
+    """
 
     tag: str
     booster: xgb.Booster
     card: ModelCard
     threads: int = 1
+    native: NativePredictor | None = None
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -50,6 +59,10 @@ class LoadedModel:
         # standard deviation); XGBoost refuses inf, so clip to the largest float32 instead.
         # (np.clip keeps NaN; one pass, where nan_to_num made four: 5% of a file request.)
         np.clip(matrix, -_F32_MAX, _F32_MAX, out=matrix)
+        if self.native is not None:
+            if not explain:
+                return Prediction(self.native.scores(matrix).astype(np.float64), None)
+            return _from_contributions(self.native.contributions(matrix))
         if not explain:
             probabilities = np.asarray(
                 self.booster.inplace_predict(matrix, missing=np.nan), dtype=np.float64
@@ -61,9 +74,14 @@ class LoadedModel:
         # setter costs ~0.1-0.2 ms per call (measured), paid once per adaptive batch.
         dmatrix = xgb.DMatrix(matrix, missing=np.nan, nthread=self.threads)
         contribs = self.booster.predict(dmatrix, pred_contribs=True, validate_features=False)
-        margin = contribs.sum(axis=1, dtype=np.float64)
-        probabilities = 1.0 / (1.0 + np.exp(-margin))
-        return Prediction(probabilities, contribs[:, :-1])
+        return _from_contributions(contribs)
+
+
+def _from_contributions(contribs: np.ndarray) -> Prediction:
+    """Probabilities from TreeSHAP values (they and the bias column sum to the margin)."""
+    margin = contribs.sum(axis=1, dtype=np.float64)
+    probabilities = 1.0 / (1.0 + np.exp(-margin))
+    return Prediction(probabilities, contribs[:, :-1])
 
 
 def _one_line(exc: BaseException) -> str:
@@ -95,7 +113,13 @@ def load_model(stored: Any, *, threads: int) -> LoadedModel:
             f"model {tag}: booster has {booster.num_features()} inputs, "
             f"card lists {len(card.feature_names)}"
         )
-    model = LoadedModel(tag=tag, booster=booster, card=card, threads=threads)
+    native = native_predictor(booster, threads)
+    if native is None:
+        logger.warning(
+            "XGBoost's C API did not match its Python API on this model: using the Python API",
+            extra={"model_tag": tag, "xgboost_version": xgb.__version__},
+        )
+    model = LoadedModel(tag=tag, booster=booster, card=card, threads=threads, native=native)
     warm_up(model)
     return model
 
