@@ -52,6 +52,8 @@ class NativePredictor:
     def scores(self, matrix: np.ndarray) -> np.ndarray:
         """Probabilities, shape ``(n,)``, like ``booster.inplace_predict(matrix)``."""
         matrix = _dense_f32(matrix)
+        if not matrix.shape[0]:  # XGBoost answers shape (0, 0) for no rows
+            return np.empty(0, dtype=np.float32)
         shape, dims, out = self._outputs()
         self._check(
             self._lib.XGBoosterPredictFromDense(
@@ -69,6 +71,8 @@ class NativePredictor:
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """TreeSHAP values plus the bias column, shape ``(n, features + 1)``, as ``predict``."""
         matrix = _dense_f32(matrix)
+        if not matrix.shape[0]:
+            return np.empty((0, matrix.shape[1] + 1), dtype=np.float32)
         dmatrix = ctypes.c_void_p()
         self._check(
             self._lib.XGDMatrixCreateFromDense(

@@ -59,6 +59,13 @@ def test_other_dtypes_and_layouts_are_converted_first(booster: xgb.Booster) -> N
     np.testing.assert_array_equal(native.scores(fortran), expected)
 
 
+def test_no_rows_give_empty_answers_of_the_right_shape(booster: xgb.Booster) -> None:
+    native = NativePredictor(booster, threads=1)
+    empty = np.empty((0, N_FEATURES), dtype=np.float32)
+    assert native.scores(empty).shape == (0,)
+    assert native.contributions(empty).shape == (0, N_FEATURES + 1)
+
+
 def test_outputs_are_copies_not_xgboosts_reused_buffer(booster: xgb.Booster) -> None:
     native = NativePredictor(booster, threads=1)
     first = native.scores(_matrix(4, seed=1))
