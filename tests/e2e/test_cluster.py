@@ -285,14 +285,14 @@ def pod_is_healthy(pod: dict[str, Any]) -> bool:
     """Ready and not being deleted: what the disruption controller counts as healthy."""
     if pod["metadata"].get("deletionTimestamp"):
         return False
-    conditions = pod.get("status", {}).get("conditions") or []
+    conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def deployment_rolled_out(cluster: Cluster, name: str, namespace: str) -> bool:
     """The Deployment controller saw the latest spec and every replica is updated and available."""
     dep = cluster.read("apps/v1", "Deployment", name, namespace)
-    status, want = dep.get("status", {}), dep["spec"]["replicas"]
+    status, want = dep.get("status") or {}, dep["spec"]["replicas"]
     return bool(
         status.get("observedGeneration", 0) >= dep["metadata"]["generation"]
         and status.get("updatedReplicas", 0) == want
@@ -478,7 +478,9 @@ def chart_crds(cluster: Cluster) -> list[str]:
 
     def established() -> bool:
         for name in names:
-            cond = {c["type"]: c for c in crds.get(name=name).to_dict()["status"]["conditions"]}
+            status = crds.get(name=name).to_dict().get("status") or {}
+            # Right after create the API server may report `conditions: null` (not yet set).
+            cond = {c["type"]: c for c in status.get("conditions") or []}
             assert "NonStructuralSchema" not in cond, cond["NonStructuralSchema"]["message"]
             if cond.get("Established", {}).get("status") != "True":
                 return False
