@@ -122,10 +122,11 @@ class Scorer:
         )
         if asked is not None:
             wanted |= asked
-        contributions = np.zeros(matrix.shape, dtype=np.float32)
         rows = np.flatnonzero(wanted)
-        if rows.size:
-            contributions[rows] = self.model.predict(matrix[rows], explain=True).contributions
+        if not rows.size:  # the common case: no reasons, no contribution matrix
+            return plain, wanted
+        contributions = np.zeros(matrix.shape, dtype=np.float32)
+        contributions[rows] = self.model.predict(matrix[rows], explain=True).contributions
         return Prediction(plain.probabilities, contributions), wanted
 
     def results(
