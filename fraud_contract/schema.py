@@ -127,7 +127,7 @@ class Transaction(BaseModel):
     )
     terminal_fraud_run_nb_plain: Count | None = Field(
         default=None,
-        description="How many frauds of that run had an amount of at most 3x their card's "
+        description="How many frauds of that run had an amount of at most 2x their card's "
         "reference mean amount (ordinary purchases, as at a compromised terminal); 0 without "
         "a run. At most terminal_fraud_run_nb.",
     )

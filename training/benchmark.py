@@ -13,16 +13,23 @@ defaults. Models:
   book's training week 2018-07-25 .. 2018-07-31. A "strict" variant trained on the book's 7
   days only (same number of rounds) is reported too.
 
-Tolerance for "baseline reproduced": our simulator uses other random numbers, so the test
-week is another sample. For each metric the benchmark estimates the standard error of the
-test-week estimate (a card-level bootstrap for AUC and AP, the spread of the 7 daily values for
-CP@100) and accepts the published value within 3 standard errors (and at least 0.02).
+Several simulated worlds: our simulator uses other random numbers than the book's, so any one
+test week is one sample among many (seed 0's and seed 4's project AP differ by 0.04, more than
+the margins at stake). The benchmark runs the whole protocol on each of ``SEEDS`` (fixed in
+advance, not picked) and judges the mean over them; every seed's numbers are in the JSON.
+
+Tolerance for "baseline reproduced": the published value is itself one test week's estimate.
+For each metric the benchmark estimates the standard error ``se`` of one test week (a
+card-level bootstrap for AUC and AP, the spread of the 7 daily values for CP@100; averaged over
+the seeds) and accepts the published value within 3 standard errors of the difference between
+one week and the mean of ``k`` weeks, ``3 * se * sqrt(1 + 1/k)`` (and at least 0.02).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from datetime import date
 from pathlib import Path
@@ -78,6 +85,9 @@ METRICS: Final = ("auc_roc", "average_precision", "card_precision_at_100")
 TOLERANCE_SE: Final = 3.0
 TOLERANCE_FLOOR: Final = 0.02
 PROJECT_TRAIN_START: Final = date(2018, 5, 1)
+#: Simulator seeds of the benchmark: 0 is every preset's default; 1-4 were the worlds the
+#: model choices were checked on before this benchmark judged their mean.
+SEEDS: Final[tuple[int, ...]] = (0, 1, 2, 3, 4)
 
 
 def standard_errors(test: pd.DataFrame, score: np.ndarray, reps: int = 50) -> dict[str, float]:
@@ -121,8 +131,8 @@ def _baselines(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, np.ndarray]
     return {name: m.fit(x_train, y).predict_proba(x_test)[:, 1] for name, m in models.items()}
 
 
-def run(seed: int = 0, progress: bool = True) -> tuple[dict[str, Any], TrainingResult]:
-    """Run the whole benchmark on one simulation; return the JSON body and the project model."""
+def run_seed(seed: int, progress: bool = True) -> tuple[dict[str, Any], TrainingResult]:
+    """Run the whole protocol on one simulated world: its JSON part and the project model."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     config = preset("full", seed)
@@ -136,7 +146,7 @@ def run(seed: int = 0, progress: bool = True) -> tuple[dict[str, Any], TrainingR
     days, cards = day_index(test), test["customer_id"].to_numpy()
 
     results: dict[str, dict[str, Any]] = {}
-    with tqdm(total=3, desc="benchmark", unit="model", disable=not progress) as bar:
+    with tqdm(total=3, desc=f"seed {seed}", unit="model", disable=not progress) as bar:
         t0 = time.perf_counter()
         for name, score in _baselines(train, test).items():
             results[name] = {
@@ -170,38 +180,94 @@ def run(seed: int = 0, progress: bool = True) -> tuple[dict[str, Any], TrainingR
         timings["project_model_strict_s"] = time.perf_counter() - t0
         bar.update()
 
-    body = {
+    part = {
         "protocol": {
             "simulator": config.as_dict(),
             "transactions": len(frame),
             "frauds": int(frame["is_fraud"].sum()),
-            "train": book_train.as_dict(),
-            "test": book_test.as_dict(),
             "train_rows": len(train),
             "train_frauds": int(train["is_fraud"].sum()),
             "test_rows": len(test),
             "test_frauds": int(label.sum()),
-            "published_set_sizes": {"train": [67_240, 598], "test": [58_264, 385]},
-            "project_model_periods": periods.as_dict(),
         },
         "models": results,
-        "published": PUBLISHED,
-        "reproduction": _reproduction(results),
-        "targets": _targets(results["project_model"]),
         "timings": {**timings, "total_s": time.perf_counter() - started},
     }
-    return body, project
+    return part, project
 
 
-def _reproduction(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Is each published baseline within tolerance of ours?"""
+def combine(per_seed: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mean of every model's metrics over the seeds, with each seed's value and their spread.
+
+    Baselines also get the mean one-week standard error (for the reproduction tolerance).
+    """
+    seeds = sorted(per_seed)
+    names = per_seed[seeds[0]]["models"]
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        runs = [per_seed[s]["models"][name] for s in seeds]
+        entry: dict[str, Any] = {}
+        for metric in METRICS:
+            values = np.array([r[metric] for r in runs])
+            entry[metric] = float(values.mean())
+            entry.setdefault("per_seed", {})[metric] = dict(
+                zip(map(str, seeds), values.tolist(), strict=True)
+            )
+            spread = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else 0.0
+            entry.setdefault("standard_error_of_mean", {})[metric] = spread
+            if "standard_error" in runs[0]:
+                week = float(np.mean([r["standard_error"][metric] for r in runs]))
+                entry.setdefault("standard_error", {})[metric] = week
+        out[name] = entry
+    return out
+
+
+def run(
+    seeds: tuple[int, ...] = SEEDS, progress: bool = True
+) -> tuple[dict[str, Any], TrainingResult]:
+    """Run the benchmark on every seed; return the JSON body and the first seed's project model."""
+    if not seeds:
+        msg = "the benchmark needs at least one seed"
+        raise ValueError(msg)
+    started = time.perf_counter()
+    per_seed: dict[int, dict[str, Any]] = {}
+    first: TrainingResult | None = None
+    for seed in seeds:
+        per_seed[seed], project = run_seed(seed, progress)
+        first = first or project
+    models = combine(per_seed)
+    assert first is not None  # for the type checker: seeds is not empty
+    book_train, book_test = handbook_periods()
+    project_train = Period(PROJECT_TRAIN_START, (date(2018, 7, 18) - PROJECT_TRAIN_START).days)
+    body = {
+        "protocol": {
+            "seeds": list(seeds),
+            "judged_on": f"mean over the {len(seeds)} seeds",
+            "train": book_train.as_dict(),
+            "test": book_test.as_dict(),
+            "published_set_sizes": {"train": [67_240, 598], "test": [58_264, 385]},
+            "project_model_periods": Periods(project_train, book_train, book_test).as_dict(),
+        },
+        "models": models,
+        "published": PUBLISHED,
+        "reproduction": _reproduction(models, len(seeds)),
+        "targets": _targets(models["project_model"]),
+        "seeds": {str(seed): part for seed, part in per_seed.items()},
+        "timings": {"total_s": time.perf_counter() - started},
+    }
+    return body, first
+
+
+def _reproduction(results: dict[str, dict[str, Any]], n_seeds: int) -> dict[str, Any]:
+    """Is each published baseline within tolerance of our mean over the seeds?"""
     out: dict[str, Any] = {}
     for name in ("xgboost_defaults", "logistic_regression", "decision_tree_depth2"):
         checks = {}
         for metric in METRICS:
-            tol = max(TOLERANCE_SE * results[name]["standard_error"][metric], TOLERANCE_FLOOR)
+            week_se = results[name]["standard_error"][metric]
+            tol = max(TOLERANCE_SE * week_se * math.sqrt(1 + 1 / n_seeds), TOLERANCE_FLOOR)
             diff = results[name][metric] - PUBLISHED[name][metric]
-            checks[metric] = {"difference": diff, "tolerance": tol, "ok": abs(diff) <= tol}
+            checks[metric] = {"difference": diff, "tolerance": tol, "ok": bool(abs(diff) <= tol)}
         out[name] = checks
     return out
 
@@ -213,7 +279,7 @@ def _targets(project: dict[str, Any]) -> dict[str, Any]:
 
 
 def table(body: dict[str, Any]) -> str:
-    """The comparison as a plain-text table (ours next to the published numbers)."""
+    """The comparison as a plain-text table (our seed means next to the published numbers)."""
     rows = [
         f"{'model':<28} {'AUC ROC':>16} {'AP':>16} {'CP@100':>16}",
         f"{'':<28} {'ours / book':>16} {'ours / book':>16} {'ours / book':>16}",
@@ -222,7 +288,14 @@ def table(body: dict[str, Any]) -> str:
         book = PUBLISHED.get(name, PUBLISHED["book_best_after_selection"])
         cells = [f"{metrics[m]:.3f} / {book[m]:.3f}" for m in METRICS]
         rows.append(f"{name:<28} " + " ".join(f"{c:>16}" for c in cells))
-    rows.append("(project rows are compared with the book's best after model selection)")
+    project = body["models"]["project_model"]
+    for seed in project["per_seed"]["auc_roc"]:
+        cells = [f"{project['per_seed'][m][seed]:.3f}" for m in METRICS]
+        rows.append(f"{'  project, seed ' + seed:<28} " + " ".join(f"{c:>16}" for c in cells))
+    rows.append(
+        f"(means over seeds {', '.join(map(str, body['protocol']['seeds']))}; project rows are "
+        "compared with the book's best after model selection)"
+    )
     return "\n".join(rows)
 
 
@@ -238,15 +311,23 @@ def main(argv: list[str] | None = None) -> None:
         default=Path("reports/model"),
         help="evaluation report of the project model (JSON, Markdown, PNG)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(SEEDS),
+        help="simulator seeds; the report directory gets the first seed's project model",
+    )
     args = parser.parse_args(argv)
-    body, project = run(args.seed)
+    body, project = run(tuple(args.seeds))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(body, indent=2) + "\n")
     from training.report import write_report  # noqa: PLC0415
 
     write_report(
-        project, args.report_dir, title="Project model on the handbook protocol (full simulation)"
+        project,
+        args.report_dir,
+        title=f"Project model on the handbook protocol (full simulation, seed {args.seeds[0]})",
     )
     print(table(body))
     print(json.dumps({"reproduction": body["reproduction"], "targets": body["targets"]}, indent=1))

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from fraud_contract import AGGREGATE_FIELDS, Transaction
-from training.aggregates import add_aggregates, terminal_fraud_run
+from training.aggregates import PLAIN_AMOUNT_FACTOR, add_aggregates, terminal_fraud_run
 from training.simulator import (
     PRESETS,
     RAW_COLUMNS,
@@ -193,7 +193,8 @@ def test_terminal_fraud_run_matches_a_brute_force_reference(tiny: pd.DataFrame) 
         times = rows["timestamp"].to_numpy()
         fraud = rows["is_fraud"].to_numpy() == 1
         plain = fraud & (
-            rows["amount"].to_numpy() <= 3.0 * rows["customer_avg_amount_ref"].to_numpy()
+            rows["amount"].to_numpy()
+            <= PLAIN_AMOUNT_FACTOR * rows["customer_avg_amount_ref"].to_numpy()
         )
         expected = np.zeros((len(rows), 3))
         for i, t in enumerate(times):
