@@ -12,6 +12,7 @@ behaviour (504 after the timeout) and cancels the timer once the request is done
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 _MARKER = "_fraud_cancels_timer"
@@ -60,3 +61,29 @@ def install_timeout_timer_fix() -> None:
 
     setattr(CancellingTimeoutMiddleware, _MARKER, True)
     traffic.TimeoutMiddleware = CancellingTimeoutMiddleware  # type: ignore[misc]
+
+
+_WRAPPED = "_fraud_outermost"
+
+
+def install_outermost_layer(service: Any, wrap: Callable[[Any], Any]) -> None:
+    """Make BentoML hand uvicorn ``wrap(app)`` instead of ``service``'s ASGI app.
+
+    BentoML's own hooks (``add_asgi_middleware``, mounted apps) all sit inside its
+    middleware stack; this is the one place outside it (used by
+    :class:`service.http.OverloadGate`, for rejections that cost less than the stack).
+    The worker builds the app with ``ServiceAppFactory(service)()`` after importing the
+    service module; other services' apps are left as they are. Idempotent.
+    """
+    from _bentoml_impl.server.app import ServiceAppFactory  # noqa: PLC0415
+
+    build = ServiceAppFactory.__call__
+    if getattr(build, _WRAPPED, None) is service:
+        return
+
+    def build_wrapped(factory: Any) -> Any:
+        app = build(factory)
+        return wrap(app) if factory.service is service else app
+
+    setattr(build_wrapped, _WRAPPED, service)
+    ServiceAppFactory.__call__ = build_wrapped

@@ -81,6 +81,11 @@ class Runtime:
     in_flight: int = 0
     resolved: bool = False
 
+    @property
+    def full(self) -> bool:
+        """Admission control: as many ``/v1`` requests in flight as the settings allow."""
+        return self.in_flight >= self.settings.max_concurrency
+
 
 class ScoringApp:
     """Raw ASGI app for the contract's ``/v1`` routes."""
@@ -115,14 +120,8 @@ class ScoringApp:
                 if resolve is not None:
                     resolve(scope.get("app"))
                 runtime.resolved = True
-            if runtime.in_flight >= runtime.settings.max_concurrency:
-                raise ApiError(
-                    503,
-                    "overloaded",
-                    "Too many requests in flight; retry shortly.",
-                    reason="overloaded",
-                    headers={"retry-after": "1"},
-                )
+            if runtime.full:
+                raise _overloaded()
             runtime.in_flight += 1
             try:
                 status, body, content_type, extra = await self._handle(
@@ -138,20 +137,8 @@ class ScoringApp:
             request_id_var.reset(token)
             raise
         except ApiError as exc:
-            await _respond(
-                send,
-                exc.status,
-                body=exc.body(),
-                content_type=_JSON,
-                request_id=request_id,
-                extra=exc.headers,
-            )
-            if runtime is not None:
-                runtime.metrics.reject(endpoint, exc.reason)
-                runtime.metrics.request_finished(route, exc.status, time.perf_counter() - started)
-            if exc.reason == "overloaded":
-                _SHED_LOG.count(path)
-            else:
+            await _answer_error(send, exc, runtime, request_id, (path, endpoint, route), started)
+            if exc.reason != "overloaded":
                 logger.warning(
                     "request rejected",
                     extra={
@@ -252,6 +239,43 @@ class ScoringApp:
         if path == SCORE_FILE_PATH:
             return await _score_file(runtime, receive, headers)
         return 200, runtime.model_info, _JSON, {}
+
+
+def _overloaded() -> ApiError:
+    return ApiError(
+        503,
+        "overloaded",
+        "Too many requests in flight; retry shortly.",
+        reason="overloaded",
+        headers={"retry-after": "1"},
+    )
+
+
+async def _answer_error(  # noqa: PLR0917
+    send: Send,
+    exc: ApiError,
+    runtime: Runtime | None,
+    request_id: str,
+    names: tuple[str, str, str],
+    started: float,
+    more_headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """Send a contract error body; count it (``names``: path, endpoint and route labels)."""
+    path, endpoint, route = names
+    await _respond(
+        send,
+        exc.status,
+        body=exc.body(),
+        content_type=_JSON,
+        request_id=request_id,
+        extra=exc.headers,
+        more_headers=more_headers,
+    )
+    if runtime is not None:
+        runtime.metrics.reject(endpoint, exc.reason)
+        runtime.metrics.request_finished(route, exc.status, time.perf_counter() - started)
+    if exc.reason == "overloaded":
+        _SHED_LOG.count(path)
 
 
 class _ShedLog:
@@ -474,12 +498,14 @@ async def _respond(
     content_type: bytes,
     request_id: str,
     extra: dict[str, str],
+    more_headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> None:
     headers = [
         (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),
         (_REQUEST_ID, request_id.encode()),
         _CACHE_NO_STORE,
+        *more_headers,
     ]
     headers.extend((k.encode(), v.encode()) for k, v in extra.items())
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -538,3 +564,49 @@ class SecurityHeadersMiddleware:
             await self.direct_app(scope, receive, send_with_headers)
             return
         await self.app(scope, receive, send_with_headers)
+
+
+class OverloadGate:
+    """The worker's outermost ASGI layer: sheds ``/v1`` requests while the scoring app is full.
+
+    The decision is the scoring app's own admission rule (:attr:`Runtime.full`, checked again
+    at its door); taken out here, a 503 skips BentoML's whole middleware stack (its error,
+    tracing and timeout middlewares, the last one an extra task per request). Measured with
+    the service pinned to one core and nearly every request shed: ~6,000 rejections/s with
+    p99 28 ms through the stack, 11,000/s with p99 20 ms from here (``make bench`` overload).
+    The answer, metrics and shed log are the door's; the security headers are added here
+    because :class:`SecurityHeadersMiddleware` is further in.
+    """
+
+    PREFIX = "/v1/"
+
+    def __init__(self, app: Any, scoring: ScoringApp) -> None:
+        self.app = app
+        self.scoring = scoring
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 503 at once when full; otherwise hand the request on unchanged."""
+        runtime = self.scoring.runtime
+        if (
+            runtime is None
+            or scope["type"] != "http"
+            or not runtime.full
+            or not scope["path"].startswith(self.PREFIX)
+        ):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path = scope["path"]
+        route = path if path in _ENDPOINTS else "other"
+        runtime.metrics.request_started(route)
+        request_id = _request_id(dict(scope["headers"]).get(_REQUEST_ID))
+        names = (path, _ENDPOINTS.get(path, "unknown"), route)
+        await _answer_error(
+            send,
+            _overloaded(),
+            runtime,
+            request_id,
+            names,
+            started,
+            SecurityHeadersMiddleware.HEADERS,
+        )

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from _bentoml_impl.server.app import ServiceAppFactory
 
 from fraud_contract.api import (
     API_KEY_HEADER,
@@ -23,7 +24,14 @@ from fraud_contract.api import (
     ScoreResult,
 )
 from fraud_contract.schema import Transaction, example_transaction
-from service.http import Runtime, ScoringApp, SecurityHeadersMiddleware, _ShedLog
+from service.bentoml_fixes import install_outermost_layer
+from service.http import (
+    OverloadGate,
+    Runtime,
+    ScoringApp,
+    SecurityHeadersMiddleware,
+    _ShedLog,
+)
 from service.logs import LOGGER_NAME
 from service.model import LoadedModel
 from service.scoring import Scorer
@@ -365,6 +373,70 @@ async def test_admission_limit_sheds_at_the_door_and_recovers(model: LoadedModel
         assert [a.status_code for a in answers] == [200, 200]
         assert ("single", "overloaded") in metrics.rejections
         assert (await client.post(SCORE_PATH, json=example_transaction())).status_code == 200
+
+
+async def test_the_gate_sheds_before_the_stack_with_the_doors_answer(model: LoadedModel) -> None:
+    scorer = Scorer(model, threshold=None, top_k=3)
+    metrics = RecordingMetrics()
+    scoring = ScoringApp()
+    scoring.bind(
+        Runtime(
+            settings=ServiceSettings(max_concurrency=1),
+            scorer=scorer,
+            metrics=metrics,  # type: ignore[arg-type]
+            model_info=b"{}",
+            score_one=lambda transaction, explain: _async(scorer.score([transaction])[0]),
+        )
+    )
+    reached: list[str] = []
+
+    async def stack(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+        await SecurityHeadersMiddleware(_teapot, direct_app=scoring)(scope, receive, send)
+
+    gate = OverloadGate(stack, scoring)
+    transport = httpx.ASGITransport(app=gate)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.post(SCORE_PATH, json=example_transaction())).status_code == 200
+        assert scoring.runtime is not None
+        scoring.runtime.in_flight = 1  # the door is full
+        shed = await client.post(
+            SCORE_PATH, json=example_transaction(), headers={REQUEST_ID_HEADER: "abc-1"}
+        )
+        other = await client.get("/docs")  # only /v1 is gated
+        scoring.runtime.in_flight = 0
+        again = await client.post(SCORE_PATH, json=example_transaction())
+    assert shed.status_code == 503
+    assert ErrorBody.model_validate_json(shed.content).error == "overloaded"
+    assert shed.headers["retry-after"] == "1"
+    assert shed.headers[REQUEST_ID_HEADER] == "abc-1"
+    assert shed.headers["x-content-type-options"] == "nosniff"
+    assert reached == [SCORE_PATH, "/docs", SCORE_PATH]  # the shed request never got in
+    assert other.status_code == 418
+    assert again.status_code == 200
+    assert ("single", "overloaded") in metrics.rejections
+    assert (SCORE_PATH, 503) in metrics.requests
+    assert metrics.in_progress == 0
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+def test_the_outermost_layer_wraps_only_the_given_services_app() -> None:
+    ours, theirs = object(), object()
+    build = ServiceAppFactory.__call__
+    try:
+        ServiceAppFactory.__call__ = lambda factory: ("app", factory.service)  # type: ignore[method-assign]
+        install_outermost_layer(ours, lambda app: ("wrapped", app))
+        install_outermost_layer(ours, lambda app: ("twice", app))  # idempotent
+        factory = ServiceAppFactory.__new__(ServiceAppFactory)
+        factory.service = ours
+        assert factory() == ("wrapped", ("app", ours))
+        factory.service = theirs
+        assert factory() == ("app", theirs)
+    finally:
+        ServiceAppFactory.__call__ = build  # type: ignore[method-assign]
 
 
 def test_shed_requests_are_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
