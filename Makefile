@@ -68,7 +68,7 @@ demo: env ## Train if needed, then run API + UI locally (Ctrl-C stops both)
 
 ##@ Quality
 .PHONY: lint
-lint: env ## ruff (lint + format check), mypy, yamllint, actionlint
+lint: env ## ruff (lint + format check), mypy, yamllint, actionlint, gofmt/vet/test of the Go client
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
@@ -76,6 +76,10 @@ lint: env ## ruff (lint + format check), mypy, yamllint, actionlint
 	@if command -v actionlint >/dev/null; then actionlint; \
 	  elif [ "$${CI:-}" = "true" ]; then echo "actionlint missing: run 'make system-deps'" >&2; exit 1; \
 	  else echo "skipping actionlint (install it with 'make system-deps')"; fi
+	@if command -v go >/dev/null; then \
+	  cd loadtests/phased_attack && test -z "$$(gofmt -l .)" && go vet . && go test ./...; \
+	  elif [ "$${CI:-}" = "true" ]; then echo "go missing: run 'make system-deps'" >&2; exit 1; \
+	  else echo "skipping the Go checks of loadtests/phased_attack (install Go with 'make system-deps')"; fi
 
 .PHONY: fmt
 fmt: env ## Format and auto-fix
@@ -238,7 +242,7 @@ loadtest: env ## Short SLO-gated Locust run against a locally served model
 	$(PY) -m loadtests.run_local
 
 .PHONY: bench
-bench: env ## Side-by-side benchmark vs stock BentoML, MLServer, Starlette -> reports/bench.*
+bench: env system-deps ## Side-by-side benchmark vs stock BentoML, MLServer, Starlette -> reports/bench.*
 	$(PY) -m loadtests.bench
 
 .PHONY: soak

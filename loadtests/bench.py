@@ -282,57 +282,14 @@ def peak(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
 # ---- overload, bulk, profile --------------------------------------------------------------
 
 
-#: Connections of the overload phase: enough outstanding requests to push past one worker's
-#: admission limit (the ladder's 16 users cannot queue more than 16 requests).
-OVERLOAD_USERS = 128
-
-
 def overload(base_url: str, requests_file: Path, capacity: float, core: int) -> dict[str, Any]:
-    """Half capacity, then 2x capacity for 10 s, then half again: rejections and recovery."""
-    low, high = max(capacity * 0.5, 50.0), max(capacity * 2.0, 200.0)
-    plan = f"{low:.0f}:5,{high:.0f}:10,{low:.0f}:10"
-    doc = drive(
-        base_url,
-        requests_file,
-        core,
-        WORK_DIR / f"overload-{requests_file.stem}.json",
-        "--plan",
-        "phases",
-        "--phases",
-        plan,
-        "--warmup",
-        "2",
-        "--users",
-        str(OVERLOAD_USERS),
-    )
-    timeline = doc["timeline"]
-    drop_at = 15
-    recovered_at = next(
-        (
-            t["second"]
-            for t in timeline
-            if t["second"] >= drop_at
-            and t["errors"] == 0
-            and (t["p99_ms"] or 0) <= P99_BOUND_MS
-            and all(u["errors"] == 0 for u in timeline if u["second"] > t["second"])
-        ),
-        None,
-    )
-    failures = doc.get("all", [])
-    rejections = sorted(f["latency_ms"] for f in failures if f["status"] in (429, 503))
-    overloaded = [t["p99_ms"] for t in timeline if 5 <= t["second"] < drop_at and t["p99_ms"]]
-    return {
-        #: Median over the 2x seconds of the per-second p99 of all answers.
-        "overload_p99_ms": float(np.median(overloaded)) if overloaded else None,
-        "plan": plan,
-        "users": OVERLOAD_USERS,
-        "errors_before_overload": sum(t["errors"] for t in timeline if t["second"] < 5),
-        "rejections": len(rejections),
-        "other_errors": len(failures) - len(rejections),
-        "rejection_p99_ms": rejections[int(0.99 * (len(rejections) - 1))] if rejections else None,
-        "recovery_s_after_drop": None if recovered_at is None else recovered_at - drop_at,
-        "timeline": timeline,
-    }
+    """Half capacity, then 2x capacity for 10 s, then half again: rejections and recovery.
+
+    Driven by vegeta, open loop (see :mod:`loadtests.overload` for why not Locust).
+    """
+    from loadtests.overload import measure  # noqa: PLC0415
+
+    return measure(base_url, requests_file, capacity, core, WORK_DIR, P99_BOUND_MS)
 
 
 def bulk_frame(pool: list[dict[str, Any]], rows: int) -> pd.DataFrame:

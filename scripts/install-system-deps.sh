@@ -3,7 +3,8 @@
 #   Debian packages (containers, browser, base-image bootstrap) when running as root on Debian,
 #   Go >= the version cluster/components/go.mod needs (the pinned toolchain into .tools/go from
 #   the Go module proxy when none is on PATH), and Go tools (helm, kubeconform, helm-docs,
-#   actionlint) into .tools/bin with `go install`.
+#   actionlint) into .tools/bin with `go install`, and make bench's overload client
+#   (loadtests/phased_attack) with `go build`.
 # Elsewhere it prints what is missing; tests then skip locally. Under CI=true a missing Go fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,7 +65,7 @@ if [ -z "$have_go" ] || ! version_at_least "$have_go" "$go_required"; then
       echo "system-deps: $message (CI=true)" >&2
       exit 1
     fi
-    echo "system-deps: $message; skipping helm, kubeconform, helm-docs and actionlint" >&2
+    echo "system-deps: $message; skipping helm, kubeconform, helm-docs, actionlint and phased-attack" >&2
     exit 0
   fi
 fi
@@ -94,3 +95,17 @@ install_go_tool helm "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" -ldflags "$helm_
 install_go_tool kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}"
 install_go_tool helm-docs "github.com/norwoodj/helm-docs/cmd/helm-docs@${HELM_DOCS_VERSION}"
 install_go_tool actionlint "github.com/rhysd/actionlint/cmd/actionlint@${ACTIONLINT_VERSION}"
+# make bench's overload client: this repository's own Go module (vegeta's library, pinned in
+# its go.mod/go.sum), rebuilt when its sources change.
+build_local_tool() { # name module-dir
+  local name=$1 dir=$2 stamp
+  stamp=$(cat "$dir"/*.go "$dir"/go.mod "$dir"/go.sum | sha256sum | cut -d' ' -f1)
+  if [ -x "$GOBIN/$name" ] && [ "$(cat "$GOBIN/.$name.version" 2>/dev/null)" = "$stamp" ]; then
+    return 0
+  fi
+  echo "go build $dir"
+  (cd "$dir" && go build -trimpath -o "$GOBIN/$name" .) 2>&1 | grep -v '^go: downloading' || true
+  [ -x "$GOBIN/$name" ] || { echo "failed to build $name" >&2; exit 1; }
+  echo "$stamp" >"$GOBIN/.$name.version"
+}
+build_local_tool phased-attack loadtests/phased_attack
