@@ -71,7 +71,7 @@ def install_outermost_layer(service: Any, wrap: Callable[[Any], Any]) -> None:
 
     BentoML's own hooks (``add_asgi_middleware``, mounted apps) all sit inside its
     middleware stack; this is the one place outside it (used by
-    :class:`service.http.OverloadGate`, for rejections that cost less than the stack).
+    :class:`service.http.FrontDoor`: rejections and the hot path without the stack's cost).
     The worker builds the app with ``ServiceAppFactory(service)()`` after importing the
     service module; other services' apps are left as they are. Idempotent.
     """

@@ -566,16 +566,20 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-class OverloadGate:
-    """The worker's outermost ASGI layer: sheds ``/v1`` requests while the scoring app is full.
+class FrontDoor:
+    """The worker's outermost ASGI layer, in front of BentoML's whole middleware stack.
 
-    The decision is the scoring app's own admission rule (:attr:`Runtime.full`, checked again
-    at its door); taken out here, a 503 skips BentoML's whole middleware stack (its error,
-    tracing and timeout middlewares, the last one an extra task per request). Measured with
-    the service pinned to one core and nearly every request shed: ~6,000 rejections/s with
-    p99 28 ms through the stack, 11,000/s with p99 20 ms from here (``make bench`` overload).
-    The answer, metrics and shed log are the door's; the security headers are added here
-    because :class:`SecurityHeadersMiddleware` is further in.
+    * While the scoring app is full (:attr:`Runtime.full`, its own admission rule, checked
+      again at its door) a ``/v1`` request is answered 503 here, before BentoML's error,
+      tracing and timeout middlewares (the last one an extra task per request) run. Measured
+      with the service pinned to one core and nearly every request shed: ~6,700 rejections/s
+      (p99 28-32 ms) through the stack, ~11,000/s (p99 20 ms) from here.
+    * ``/v1/score``, the hot path, goes straight to the scoring app, which validates,
+      authenticates and answers every error itself; the security headers and the request
+      timeout (504) are applied here instead (tracing already excluded that route). +10%
+      throughput at p99 <= 15 ms (3,351 and 3,508 req/s against 3,118 and 3,029 through the
+      stack, alternating runs of the bench's ladder).
+    * Everything else passes through unchanged.
     """
 
     PREFIX = "/v1/"
@@ -585,16 +589,18 @@ class OverloadGate:
         self.scoring = scoring
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer 503 at once when full; otherwise hand the request on unchanged."""
+        """Shed, take the hot path, or hand the request on."""
         runtime = self.scoring.runtime
-        if (
-            runtime is None
-            or scope["type"] != "http"
-            or not runtime.full
-            or not scope["path"].startswith(self.PREFIX)
-        ):
+        if runtime is None or scope["type"] != "http" or not scope["path"].startswith(self.PREFIX):
             await self.app(scope, receive, send)
-            return
+        elif runtime.full:
+            await self._shed(runtime, scope, send)
+        elif scope["path"] == SCORE_PATH:
+            await self._score(runtime, scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _shed(self, runtime: Runtime, scope: Scope, send: Send) -> None:
         started = time.perf_counter()
         path = scope["path"]
         route = path if path in _ENDPOINTS else "other"
@@ -610,3 +616,34 @@ class OverloadGate:
             started,
             SecurityHeadersMiddleware.HEADERS,
         )
+
+    async def _score(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+        answered = False
+
+        async def send_secured(message: dict[str, Any]) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", ())
+                message["headers"] = [*headers, *SecurityHeadersMiddleware.HEADERS]
+                answered = True
+            await send(message)
+
+        # The scoring app finds BentoML's batcher through the app, as Starlette would set it.
+        scope.setdefault("app", self.app)
+        try:
+            async with asyncio.timeout(runtime.settings.request_timeout_s):
+                await self.scoring(scope, receive, send_secured)
+        except TimeoutError:
+            if answered:
+                raise
+            # The scoring app has closed the request as a 504 in its metrics.
+            error = ApiError(504, "timeout", "The request took too long.", reason="timeout")
+            request_id = _request_id(dict(scope["headers"]).get(_REQUEST_ID))
+            await _respond(
+                send_secured,
+                504,
+                body=error.body(),
+                content_type=_JSON,
+                request_id=request_id,
+                extra={},
+            )

@@ -31,7 +31,7 @@ from fraud_contract.api import DOCS_PATH, METRICS_PATH, OPENAPI_PATH, ModelInfo
 from fraud_contract.schema import Transaction
 from service.bentoml_fixes import install_outermost_layer, install_timeout_timer_fix
 from service.errors import ApiError
-from service.http import OverloadGate, Runtime, ScoringApp, SecurityHeadersMiddleware
+from service.http import FrontDoor, Runtime, ScoringApp, SecurityHeadersMiddleware
 from service.logs import LOGGER_NAME, configure_logging
 from service.metrics import create_metrics
 from service.model import LoadedModel, ModelLoadError, load_from_store
@@ -296,5 +296,5 @@ _as_service().add_asgi_middleware(
     # With CORS configured, /v1 requests must pass BentoML's CORS middleware (further in).
     direct_app=None if settings.cors_origins else SCORING_APP,
 )
-if not settings.cors_origins:  # (a shed answer from outside would lack the CORS headers)
-    install_outermost_layer(_as_service(), lambda app: OverloadGate(app, SCORING_APP))
+if not settings.cors_origins:  # (answers from out there would lack the CORS headers)
+    install_outermost_layer(_as_service(), lambda app: FrontDoor(app, SCORING_APP))

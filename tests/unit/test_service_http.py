@@ -26,7 +26,7 @@ from fraud_contract.api import (
 from fraud_contract.schema import Transaction, example_transaction
 from service.bentoml_fixes import install_outermost_layer
 from service.http import (
-    OverloadGate,
+    FrontDoor,
     Runtime,
     ScoringApp,
     SecurityHeadersMiddleware,
@@ -375,17 +375,18 @@ async def test_admission_limit_sheds_at_the_door_and_recovers(model: LoadedModel
         assert (await client.post(SCORE_PATH, json=example_transaction())).status_code == 200
 
 
-async def test_the_gate_sheds_before_the_stack_with_the_doors_answer(model: LoadedModel) -> None:
-    scorer = Scorer(model, threshold=None, top_k=3)
-    metrics = RecordingMetrics()
+def _front_door(
+    scorer: Scorer, metrics: RecordingMetrics, score_one: Any, **settings: Any
+) -> tuple[FrontDoor, ScoringApp, list[str]]:
+    """A front door over a stand-in BentoML stack that records which paths reached it."""
     scoring = ScoringApp()
     scoring.bind(
         Runtime(
-            settings=ServiceSettings(max_concurrency=1),
+            settings=ServiceSettings(**settings),
             scorer=scorer,
             metrics=metrics,  # type: ignore[arg-type]
             model_info=b"{}",
-            score_one=lambda transaction, explain: _async(scorer.score([transaction])[0]),
+            score_one=score_one,
         )
     )
     reached: list[str] = []
@@ -394,33 +395,63 @@ async def test_the_gate_sheds_before_the_stack_with_the_doors_answer(model: Load
         reached.append(scope["path"])
         await SecurityHeadersMiddleware(_teapot, direct_app=scoring)(scope, receive, send)
 
-    gate = OverloadGate(stack, scoring)
-    transport = httpx.ASGITransport(app=gate)
+    return FrontDoor(stack, scoring), scoring, reached
+
+
+async def test_the_front_door_sheds_and_scores_without_the_stack(model: LoadedModel) -> None:
+    scorer = Scorer(model, threshold=None, top_k=3)
+    metrics = RecordingMetrics()
+
+    async def score_one(transaction: Transaction, explain: bool) -> dict[str, Any]:
+        return scorer.score([transaction])[0]
+
+    door, scoring, reached = _front_door(scorer, metrics, score_one, max_concurrency=1)
+    transport = httpx.ASGITransport(app=door)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        assert (await client.post(SCORE_PATH, json=example_transaction())).status_code == 200
+        scored = await client.post(SCORE_PATH, json=example_transaction())
+        batch = await client.post(SCORE_BATCH_PATH, json={"transactions": [example_transaction()]})
         assert scoring.runtime is not None
         scoring.runtime.in_flight = 1  # the door is full
         shed = await client.post(
             SCORE_PATH, json=example_transaction(), headers={REQUEST_ID_HEADER: "abc-1"}
         )
-        other = await client.get("/docs")  # only /v1 is gated
+        other = await client.get("/docs")  # only /v1 is shed
         scoring.runtime.in_flight = 0
         again = await client.post(SCORE_PATH, json=example_transaction())
+    assert scored.status_code == 200
+    assert scored.headers["x-frame-options"] == "DENY"  # added by the door on the hot path
+    assert batch.status_code == 200
     assert shed.status_code == 503
     assert ErrorBody.model_validate_json(shed.content).error == "overloaded"
     assert shed.headers["retry-after"] == "1"
     assert shed.headers[REQUEST_ID_HEADER] == "abc-1"
     assert shed.headers["x-content-type-options"] == "nosniff"
-    assert reached == [SCORE_PATH, "/docs", SCORE_PATH]  # the shed request never got in
     assert other.status_code == 418
     assert again.status_code == 200
+    # Only the batch and /docs went through the stack: single scores and the shed never did.
+    assert reached == [SCORE_BATCH_PATH, "/docs"]
     assert ("single", "overloaded") in metrics.rejections
     assert (SCORE_PATH, 503) in metrics.requests
     assert metrics.in_progress == 0
 
 
-async def _async(value: Any) -> Any:
-    return value
+async def test_the_hot_path_keeps_the_request_timeout(model: LoadedModel) -> None:
+    scorer = Scorer(model, threshold=None, top_k=3)
+    metrics = RecordingMetrics()
+
+    async def never(transaction: Transaction, explain: bool) -> dict[str, Any]:
+        await anyio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    door, scoring, _ = _front_door(scorer, metrics, never, request_timeout_s=0.2)
+    transport = httpx.ASGITransport(app=door)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        late = await client.post(SCORE_PATH, json=example_transaction())
+    assert late.status_code == 504
+    assert ErrorBody.model_validate_json(late.content).error == "timeout"
+    assert late.headers["x-content-type-options"] == "nosniff"
+    assert metrics.requests == [(SCORE_PATH, 504)]
+    assert scoring.runtime is not None and scoring.runtime.in_flight == 0
 
 
 def test_the_outermost_layer_wraps_only_the_given_services_app() -> None:
