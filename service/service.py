@@ -20,6 +20,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import anyio.to_thread
 import bentoml
 import orjson
 from starlette.applications import Starlette
@@ -48,6 +49,8 @@ MODEL = bentoml.models.BentoModel(settings.model_tag)
 #: Route of the batchable API (reachable in-process only; see the module docstring).
 ADAPTIVE_ROUTE = "/internal/score-adaptive"
 ADAPTIVE_API = "score_adaptive"
+#: CPython's GIL switch interval in the worker (see ``FraudScoring.__init__``).
+GIL_SWITCH_INTERVAL_S = 0.001
 #: One queued single-score request: the transaction and whether reasons were asked for.
 ScoreJob = tuple[Transaction, bool]
 
@@ -193,6 +196,11 @@ class FraudScoring:
         # otherwise walk it every few seconds under load (measured 150-230 ms per pass).
         gc.collect()
         gc.freeze()
+        # The batch is scored in a worker thread beside the event loop; with CPython's 5 ms
+        # default switch interval the loop, busy shedding at 2x load, held the GIL so long
+        # that the scoring thread starved (accepted 2,000-3,500 req/s, unsteady); at 1 ms it
+        # kept 4,200-4,900 with rejection p99 11-18 ms (make bench's overload plan).
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self._ready = True
         logger.info(
             "model loaded", extra={"model_tag": self.model.tag, "threshold": self.scorer.threshold}
@@ -216,7 +224,11 @@ class FraudScoring:
         """Score an adaptive batch of (transaction, explain) jobs in one model call."""
         transactions = [job[0] for job in jobs]
         explain = [job[1] for job in jobs] if any(job[1] for job in jobs) else None
-        results, timings = self.scorer.score_timed(transactions, explain)
+        # In a worker thread (BentoML's dispatcher keeps one batch in flight, so one thread):
+        # the event loop keeps parsing and shedding while XGBoost's C code runs without the GIL.
+        results, timings = await anyio.to_thread.run_sync(
+            self.scorer.score_timed, transactions, explain
+        )
         self.metrics.observe_results("single", results, timings)
         return results
 
