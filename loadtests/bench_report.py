@@ -87,7 +87,7 @@ def target_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if floor is not None:
         checks.append(
             {
-                "target": "(context) client p99 against the bare echo, same overload plan",
+                "target": "(context) bare echo p99 under the same overload plan and client",
                 "value": floor,
                 "met": None,
             }
