@@ -53,6 +53,7 @@ from fraud_contract.api import (
 from fraud_contract.artifact import MODEL_NAME, load_card
 from fraud_contract.features import columns_from_frame, columns_from_records, compute_features
 from loadtests.bench_report import update_readme, write_reports
+from loadtests.overload import measure
 from loadtests.peers.mlserver_env import ensure_mlserver_env
 from loadtests.peers.mlserver_model import MLSERVER_MODEL_NAME, write_repository
 from loadtests.procstats import tree_rss_bytes
@@ -285,10 +286,8 @@ def peak(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
 def overload(base_url: str, requests_file: Path, capacity: float, core: int) -> dict[str, Any]:
     """Half capacity, then 2x capacity for 10 s, then half again: rejections and recovery.
 
-    Driven by vegeta, open loop (see :mod:`loadtests.overload` for why not Locust).
+    Driven open loop by the Go client (see :mod:`loadtests.overload` for why not Locust).
     """
-    from loadtests.overload import measure  # noqa: PLC0415
-
     return measure(base_url, requests_file, capacity, core, WORK_DIR, P99_BOUND_MS)
 
 

@@ -35,8 +35,6 @@ MAX_IN_FLIGHT: Final = 128
 REQUEST_TIMEOUT_S: Final = 5
 #: What an answer must contain to count as a valid 200 (per protocol of the request file).
 _ANSWER_MARKER: Final = {"score": b'"fraud_probability"', "echo": b'"transaction_id"'}
-#: Rejection statuses (admission control / overload).
-REJECTED: Final = (429, 503)
 
 
 @dataclass(frozen=True)
@@ -79,16 +77,20 @@ def write_targets(requests_file: Path, base_url: str, out: Path) -> Path:
     return out
 
 
+def plan_text(phases: list[Phase]) -> str:
+    """The plan as ``rate:seconds,...`` (phased-attack's ``-plan`` and the report)."""
+    return ",".join(f"{p.rate:.0f}:{p.seconds}" for p in phases)
+
+
 def attack(targets: Path, phases: list[Phase], core: int, out: Path) -> Path:
     """Run the whole plan as one client pinned to ``core``; return the CSV results."""
-    plan = ",".join(f"{p.rate:.0f}:{p.seconds}" for p in phases)
     command = [
         "taskset",
         "-c",
         str(core),
         attack_binary(),
         f"-targets={targets}",
-        f"-plan={plan}",
+        f"-plan={plan_text(phases)}",
         f"-max-workers={MAX_IN_FLIGHT}",
         f"-timeout={REQUEST_TIMEOUT_S}s",
         f"-output={out}",
@@ -135,19 +137,18 @@ def analyse(samples: list[Sample], phases: list[Phase], p99_bound_ms: float) -> 
             break
         recovered_at = entry["second"]
     during = [s for s in samples if overload_start <= s.at - origin < drop_at]
-    rejected = [s for s in samples if s.status in REJECTED]
-    overload_p99 = summarise(during, 1.0, 0.0)["p99_ms"]
+    whole = summarise(samples, 1.0, 0.0)
     return {
         "client": f"phased-attack (Go, vegeta), open loop, at most {MAX_IN_FLIGHT} in flight",
-        "plan": ",".join(f"{p.rate:.0f}:{p.seconds}" for p in phases),
+        "plan": plan_text(phases),
         "max_in_flight": MAX_IN_FLIGHT,
         "requests": len(samples),
         "achieved_rps_during_overload": len(during) / phases[1].seconds,
-        "overload_p99_ms": overload_p99,
+        "overload_p99_ms": summarise(during, 1.0, 0.0)["p99_ms"],
         "errors_before_overload": sum(not s.ok for s in samples if s.at - origin < overload_start),
-        "rejections": len(rejected),
-        "other_errors": sum(not s.ok for s in samples) - len(rejected),
-        "rejection_p99_ms": summarise(rejected, 1.0, 0.0)["p99_ms"],
+        "rejections": whole["rejections"],
+        "other_errors": whole["errors"] - whole["rejections"],
+        "rejection_p99_ms": whole["rejection_p99_ms"],
         "recovery_s_after_drop": None if recovered_at is None else recovered_at - drop_at,
         "timeline": timeline,
     }

@@ -555,15 +555,28 @@ class SecurityHeadersMiddleware:
             await send({"type": "http.response.body", "body": body})
             return
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *self.HEADERS]
-            await send(message)
-
+        secured = _SecuredSend(send)
         if self.direct_app is not None and path.startswith(self.DIRECT_PREFIX):
-            await self.direct_app(scope, receive, send_with_headers)
+            await self.direct_app(scope, receive, secured)
             return
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, secured)
+
+
+class _SecuredSend:
+    """``send`` that appends the security headers to the response start, and knows if it began."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", ())
+            message["headers"] = [*headers, *SecurityHeadersMiddleware.HEADERS]
+            self.started = True
+        await self.send(message)
 
 
 class FrontDoor:
@@ -618,29 +631,20 @@ class FrontDoor:
         )
 
     async def _score(self, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
-        answered = False
-
-        async def send_secured(message: dict[str, Any]) -> None:
-            nonlocal answered
-            if message["type"] == "http.response.start":
-                headers = message.get("headers", ())
-                message["headers"] = [*headers, *SecurityHeadersMiddleware.HEADERS]
-                answered = True
-            await send(message)
-
+        secured = _SecuredSend(send)
         # The scoring app finds BentoML's batcher through the app, as Starlette would set it.
         scope.setdefault("app", self.app)
         try:
             async with asyncio.timeout(runtime.settings.request_timeout_s):
-                await self.scoring(scope, receive, send_secured)
+                await self.scoring(scope, receive, secured)
         except TimeoutError:
-            if answered:
+            if secured.started:
                 raise
             # The scoring app has closed the request as a 504 in its metrics.
             error = ApiError(504, "timeout", "The request took too long.", reason="timeout")
             request_id = _request_id(dict(scope["headers"]).get(_REQUEST_ID))
             await _respond(
-                send_secured,
+                secured,
                 504,
                 body=error.body(),
                 content_type=_JSON,

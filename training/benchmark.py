@@ -131,6 +131,13 @@ def _baselines(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, np.ndarray]
     return {name: m.fit(x_train, y).predict_proba(x_test)[:, 1] for name, m in models.items()}
 
 
+def project_periods() -> Periods:
+    """The project model's periods: its own longer history, the book's weeks after it."""
+    book_train, book_test = handbook_periods()
+    train = Period(PROJECT_TRAIN_START, (date(2018, 7, 18) - PROJECT_TRAIN_START).days)
+    return Periods(train, book_train, book_test)
+
+
 def run_seed(seed: int, progress: bool = True) -> tuple[dict[str, Any], TrainingResult]:
     """Run the whole protocol on one simulated world: its JSON part and the project model."""
     timings: dict[str, float] = {}
@@ -157,9 +164,7 @@ def run_seed(seed: int, progress: bool = True) -> tuple[dict[str, Any], Training
         bar.update()
 
         t0 = time.perf_counter()
-        project_train = Period(PROJECT_TRAIN_START, (date(2018, 7, 18) - PROJECT_TRAIN_START).days)
-        periods = Periods(project_train, book_train, book_test)
-        project = evaluate(frame, periods, config, "full")
+        project = evaluate(frame, project_periods(), config, "full")
         results["project_model"] = {
             **{k: project.card.metrics[k] for k in METRICS},
             "recall_at_1pct_fpr": project.card.metrics["recall_at_1pct_fpr"],
@@ -238,7 +243,6 @@ def run(
     models = combine(per_seed)
     assert first is not None  # for the type checker: seeds is not empty
     book_train, book_test = handbook_periods()
-    project_train = Period(PROJECT_TRAIN_START, (date(2018, 7, 18) - PROJECT_TRAIN_START).days)
     body = {
         "protocol": {
             "seeds": list(seeds),
@@ -246,7 +250,7 @@ def run(
             "train": book_train.as_dict(),
             "test": book_test.as_dict(),
             "published_set_sizes": {"train": [67_240, 598], "test": [58_264, 385]},
-            "project_model_periods": Periods(project_train, book_train, book_test).as_dict(),
+            "project_model_periods": project_periods().as_dict(),
         },
         "models": models,
         "published": PUBLISHED,
