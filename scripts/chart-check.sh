@@ -3,7 +3,8 @@
 # with the tools their users run, offline:
 #   1. helm lint --strict with the default values and every charts/fraud-detection/ci/*.yaml
 #   2. render each value set; kubeconform (strict schemas from kubernetes-validate) for every
-#      Kubernetes minor in CHART_K8S_VERSIONS; CRD kinds against their vendored schemas
+#      Kubernetes minor in CHART_K8S_VERSIONS; CRD kinds (Gateway API, Envoy Gateway, KEDA,
+#      Prometheus Operator) against their strict schemas vendored in k8s/schemas/crds/
 #   3. checkov on the rendered manifests (zero failed checks; skips are justified in place)
 #   4. the chart README is what helm-docs generates (no drift)
 #   5. skaffold.yaml against skaffold's own JSON schema (from its Go module)
@@ -76,7 +77,7 @@ for minor in $CHART_K8S_VERSIONS; do
   kubeconform -n 1 -strict -summary -kubernetes-version "$minor.0" \
     -schema-location '.tools/k8s-schemas/{{ .NormalizedKubernetesVersion }}/{{ .ResourceKind }}{{ .KindSuffix }}.json' \
     -schema-location 'k8s/schemas/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json' \
-    "$OUT/rendered" k8s/loadtest/locust.yaml
+    "$OUT/rendered" k8s/loadtest/locust.yaml k8s/gateway/kind-gateway.yaml
 done
 
 step "checkov $CHECKOV_VERSION (kubernetes framework)"

@@ -19,13 +19,33 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
-#: (module@version, path of the CRD inside the module)
-SOURCES: tuple[tuple[str, str], ...] = (
+#: Gateway API release: the one Envoy Gateway's go.mod requires (its CRD chart bundles it).
+GATEWAY_API = "sigs.k8s.io/gateway-api@v1.6.1"
+ENVOY_GATEWAY = "github.com/envoyproxy/gateway@v1.9.1"
+ENVOY_GATEWAY_CRDS = "charts/gateway-helm/charts/crds/crds/generated"
+#: (module@version, path of the CRD inside the module, versions to vendor). Only the versions
+#: the chart and k8s/ render are vendored: one per kind, so it is also the storage version of
+#: the CRD the e2e tests rebuild (tests/e2e/crds.py).
+SOURCES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "github.com/prometheus-operator/prometheus-operator@v0.85.0",
         "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml",
+        ("v1",),
     ),
-    ("github.com/kedacore/keda/v2@v2.18.0", "config/crd/bases/keda.sh_scaledobjects.yaml"),
+    (
+        "github.com/kedacore/keda/v2@v2.18.0",
+        "config/crd/bases/keda.sh_scaledobjects.yaml",
+        ("v1alpha1",),
+    ),
+    (GATEWAY_API, "config/crd/standard/gateway.networking.k8s.io_httproutes.yaml", ("v1",)),
+    (GATEWAY_API, "config/crd/standard/gateway.networking.k8s.io_gateways.yaml", ("v1",)),
+    (GATEWAY_API, "config/crd/standard/gateway.networking.k8s.io_gatewayclasses.yaml", ("v1",)),
+    (
+        ENVOY_GATEWAY,
+        f"{ENVOY_GATEWAY_CRDS}/gateway.envoyproxy.io_backendtrafficpolicies.yaml",
+        ("v1alpha1",),
+    ),
+    (ENVOY_GATEWAY, f"{ENVOY_GATEWAY_CRDS}/gateway.envoyproxy.io_envoyproxies.yaml", ("v1alpha1",)),
 )
 
 
@@ -54,12 +74,17 @@ def make_strict(node: Any) -> Any:
     return node
 
 
-def write_schemas(crd: dict[str, Any], source: str) -> list[Path]:
-    """Write one strict schema file per served version of ``crd``; return their paths."""
+def write_schemas(crd: dict[str, Any], source: str, versions: tuple[str, ...]) -> list[Path]:
+    """Write one strict schema file per vendored version of ``crd``; return their paths."""
     group = crd["spec"]["group"]
     kind = crd["spec"]["names"]["kind"]
+    served = {version["name"] for version in crd["spec"]["versions"] if version["served"]}
+    if missing := set(versions) - served:
+        raise ValueError(f"{source}: {kind} does not serve {sorted(missing)}")
     written = []
     for version in crd["spec"]["versions"]:
+        if version["name"] not in versions:
+            continue
         schema = make_strict(version["schema"]["openAPIV3Schema"])
         props = schema.setdefault("properties", {})
         # The CRD leaves the envelope open; pin it to this kind and version.
@@ -76,9 +101,9 @@ def write_schemas(crd: dict[str, Any], source: str) -> list[Path]:
 
 def main() -> None:
     """Regenerate every vendored CRD schema."""
-    for module, crd_path in SOURCES:
+    for module, crd_path, versions in SOURCES:
         crd = yaml.safe_load((module_dir(module) / crd_path).read_text())
-        for path in write_schemas(crd, f"{module} {crd_path}"):
+        for path in write_schemas(crd, f"{module} {crd_path}", versions):
             print(path.relative_to(HERE))
 
 

@@ -45,6 +45,7 @@ def test_ci_value_sets_cover_the_required_scenarios() -> None:
     assert {
         "default-values",
         "ingress-tls-values",
+        "gateway-api-values",
         "keda-values",
         "custom-metric-hpa-values",
         "all-off-values",
@@ -62,7 +63,7 @@ def test_ci_value_sets_cover_the_required_scenarios() -> None:
                 "HorizontalPodAutoscaler": 1,
                 "PodDisruptionBudget": 1,
                 "NetworkPolicy": 3,
-                "Secret": 1,
+                "Secret": 2,
                 "ServiceAccount": 1,
                 "Pod": 1,
             },
@@ -77,7 +78,7 @@ def test_ci_value_sets_cover_the_required_scenarios() -> None:
                 "ConfigMap": 1,
                 "PodDisruptionBudget": 1,
                 "NetworkPolicy": 3,
-                "Secret": 1,
+                "Secret": 2,
                 "ServiceAccount": 1,
                 "Pod": 1,
             },
@@ -91,11 +92,27 @@ def test_ci_value_sets_cover_the_required_scenarios() -> None:
                 "ServiceMonitor": 1,
                 "PodDisruptionBudget": 1,
                 "NetworkPolicy": 3,
+                "Secret": 1,
                 "ServiceAccount": 1,
                 "Pod": 1,
             },
         ),
-        ("all-off-values", {"Deployment": 1, "Service": 1, "Pod": 1}),
+        ("all-off-values", {"Deployment": 1, "Service": 1, "Secret": 1, "Pod": 1}),
+        (
+            "gateway-api-values",
+            {
+                "Deployment": 2,
+                "Service": 2,
+                "HorizontalPodAutoscaler": 1,
+                "PodDisruptionBudget": 1,
+                "NetworkPolicy": 3,
+                "Secret": 1,
+                "ServiceAccount": 1,
+                "Pod": 1,
+                "HTTPRoute": 2,
+                "BackendTrafficPolicy": 1,
+            },
+        ),
     ],
 )
 def test_value_sets_render_exactly_the_expected_objects(
@@ -281,7 +298,8 @@ def test_hpa_targets_the_api_with_cpu_and_a_latency_minded_behaviour() -> None:
 
 def test_hpa_test_values_change_only_the_scale_down_window() -> None:
     """The e2e autoscaling test's values render the defaults except a shorter scale-down window."""
-    key = {"auth__apiKeys": "{fixed-key-0123456789}"}  # not a random key (and pod checksum) each
+    # Not a random key (and pod checksum) each render.
+    key = {"auth__apiKeys": "{fixed-key-0123456789}", "api__idHashKey__existingSecret": "hash-key"}
     default = copy.deepcopy(render(**key))  # the rendered documents are shared: copy to edit
     short = copy.deepcopy(render("hpa-scale-in-values", **key))
     windows = [
@@ -338,7 +356,8 @@ def test_network_policies_select_every_pod_and_admit_only_the_intended_peers(
         for p in peers
         if "namespaceSelector" in p
     }
-    assert other_namespaces == {"ingress-nginx", "monitoring"}
+    gateway_namespace = "gateway-system" if values_file == "gateway-api-values" else None
+    assert other_namespaces == {gateway_namespace or "envoy-gateway-system", "monitoring"}
     assert api_policy["spec"]["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
     # The UI may call the API pods on the API port (and nothing else but DNS).
     ui_policy = one(policies, "NetworkPolicy", "-ui")
@@ -404,7 +423,7 @@ def test_ui_calls_the_api_service_with_the_key_from_the_secret() -> None:
     }
     service = one(manifests, "Service", "-api")
     assert env["FRAUD_UI_API_URL"]["value"] == f"http://{API}:{service['spec']['ports'][0]['port']}"
-    secret = one(manifests, "Secret")
+    secret = one(manifests, "Secret", "-auth")
     assert env["FRAUD_UI_API_KEY"]["valueFrom"]["secretKeyRef"] == {
         "name": secret["metadata"]["name"],
         "key": "ui-api-key",
@@ -420,7 +439,7 @@ def test_api_reads_its_keys_from_the_mounted_secret_file() -> None:
     volume = next(v for v in spec["volumes"] if v["name"] == "auth")
     item = volume["secret"]["items"][0]
     assert env["FRAUD_API_KEYS_FILE"] == f"{mount['mountPath']}/{item['path']}"
-    secret = one(manifests, "Secret")
+    secret = one(manifests, "Secret", "-auth")
     assert volume["secret"]["secretName"] == secret["metadata"]["name"]
     keys_file = base64.b64decode(secret["data"][item["key"]]).decode()
     ui_key = base64.b64decode(secret["data"]["ui-api-key"]).decode()
@@ -428,13 +447,15 @@ def test_api_reads_its_keys_from_the_mounted_secret_file() -> None:
     assert keys_file.splitlines() == [ui_key]
     # Without auth there is neither a key file nor a Secret.
     off = render(auth__enabled="false")
-    assert not of_kind(off, "Secret")
+    assert not [m for m in of_kind(off, "Secret") if m["metadata"]["name"].endswith("-auth")]
     assert "FRAUD_API_KEYS_FILE" not in str(one(off, "Deployment", "-api"))
 
 
 def test_existing_secret_is_used_instead_of_creating_one() -> None:
     manifests = render("custom-metric-hpa-values")
-    assert not of_kind(manifests, "Secret")
+    assert [m["metadata"]["name"] for m in of_kind(manifests, "Secret")] == [
+        f"{RELEASE}-fraud-detection-id-hash-key"
+    ]
     volume = next(
         v
         for v in one(manifests, "Deployment", "-api")["spec"]["template"]["spec"]["volumes"]
@@ -445,7 +466,9 @@ def test_existing_secret_is_used_instead_of_creating_one() -> None:
 
 def test_explicit_api_keys_all_go_into_the_key_file() -> None:
     secret = one(
-        render(**{"auth__apiKeys": "{first-key-0123456789,second-key-0123456789}"}), "Secret"
+        render(**{"auth__apiKeys": "{first-key-0123456789,second-key-0123456789}"}),
+        "Secret",
+        "-auth",
     )
     assert base64.b64decode(secret["data"]["api-keys"]).decode().splitlines() == [
         "first-key-0123456789",
@@ -510,6 +533,15 @@ def test_topology_spread_and_anti_affinity_spread_api_replicas() -> None:
     [
         ("default-values", ["port-forward svc/fraud-fraud-detection-api 3000:3000", "X-API-Key"]),
         ("ingress-tls-values", ["https://fraud-api.example.com/docs", "300 requests per minute"]),
+        (
+            "gateway-api-values",
+            [
+                "Gateway gateway-system/platform-gateway listener https",
+                "API: fraud-api.example.com",
+                "300 requests per minute",
+                "buffered at the gateway up to 32Mi",
+            ],
+        ),
         ("all-off-values", ["helm test fraud"]),
     ],
 )
@@ -540,3 +572,139 @@ def test_notes_tell_how_to_reach_and_check_the_release(
     if values_file == "all-off-values":
         assert "X-API-Key" not in text
         assert "7860" not in text
+
+
+def test_http_routes_attach_to_the_named_gateway_and_reach_the_services() -> None:
+    manifests = render("gateway-api-values")
+    api, ui = one(manifests, "HTTPRoute", "-api"), one(manifests, "HTTPRoute", "-ui")
+    for route in (api, ui):
+        assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+        assert route["spec"]["parentRefs"] == [
+            {
+                "group": "gateway.networking.k8s.io",
+                "kind": "Gateway",
+                "name": "platform-gateway",
+                "namespace": "gateway-system",
+                "sectionName": "https",
+            }
+        ]
+    assert api["spec"]["hostnames"] == [
+        "fraud-api.example.com",
+        "fraud-gateway.gateway-system.svc.cluster.local",
+    ]
+    (rule,) = api["spec"]["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    assert rule["timeouts"] == {"request": "40s"}
+    service = one(manifests, "Service", "-api")
+    assert rule["backendRefs"] == [
+        {
+            "group": "",
+            "kind": "Service",
+            "name": API,
+            "port": service["spec"]["ports"][0]["port"],
+            "weight": 1,
+        }
+    ]
+    assert ui["spec"]["hostnames"] == ["fraud-ui.example.com"]
+    assert ui["spec"]["rules"][0]["backendRefs"][0]["name"] == UI
+    # The UI's event streams stay open: no request timeout by default.
+    assert ui["spec"]["rules"][0]["timeouts"] == {"request": "0s"}
+    # No UI route without the UI; no route at all when the option is off.
+    no_ui = render("gateway-api-values", ui__enabled="false", httpRoute__ui__enabled="false")
+    assert [r["metadata"]["name"] for r in of_kind(no_ui, "HTTPRoute")] == [API]
+    assert not of_kind(render(), "HTTPRoute")
+    assert "httpRoute.ui.enabled needs ui.enabled" in render_error(
+        "gateway-api-values", ui__enabled="false"
+    )
+
+
+def test_api_route_timeout_outlasts_the_service_request_timeout() -> None:
+    values = load_yaml(CHART / "values.yaml")
+    timeout = values["httpRoute"]["api"]["requestTimeout"]
+    assert timeout.endswith("s")
+    assert int(timeout[:-1]) > ServiceSettings().request_timeout_s
+
+
+def test_envoy_gateway_policy_limits_each_client_to_100_a_minute_and_buffers_bodies() -> None:
+    policy = one(render(httpRoute__enabled="true"), "BackendTrafficPolicy")
+    assert policy["apiVersion"] == "gateway.envoyproxy.io/v1alpha1"
+    assert policy["spec"]["targetRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": API}
+    ]
+    # Buffer the whole body at the gateway (413 beyond it): the service's file limit, 64 MiB.
+    assert policy["spec"]["requestBuffer"] == {"limit": "64Mi"}
+    assert ServiceSettings().max_file_bytes <= 64 * 2**20
+    rate = policy["spec"]["rateLimit"]
+    assert rate["type"] == "Local"
+    # Every IPv4 and IPv6 address has its own bucket of 100 requests a minute.
+    assert rate["local"]["rules"] == [
+        {
+            "clientSelectors": [{"sourceCIDR": {"type": "Distinct", "value": cidr}}],
+            "limit": {"requests": 100, "unit": "Minute"},
+        }
+        for cidr in ("0.0.0.0/0", "::/0")
+    ]
+
+
+def test_envoy_gateway_policy_burst_cap_custom_ranges_and_switches() -> None:
+    policy = one(render("gateway-api-values"), "BackendTrafficPolicy")
+    assert policy["spec"]["requestBuffer"] == {"limit": "32Mi"}
+    assert policy["spec"]["rateLimit"]["local"]["rules"] == [
+        {
+            "clientSelectors": [{"sourceCIDR": {"type": "Distinct", "value": "172.16.0.0/12"}}],
+            "limit": limit,
+        }
+        for limit in ({"requests": 300, "unit": "Minute"}, {"requests": 20, "unit": "Second"})
+    ]
+    unlimited = one(
+        render("gateway-api-values", httpRoute__api__rateLimit__enabled="false"),
+        "BackendTrafficPolicy",
+    )
+    assert "rateLimit" not in unlimited["spec"]
+    assert unlimited["spec"]["requestBuffer"] == {"limit": "32Mi"}
+    other = render("gateway-api-values", httpRoute__envoyGateway__enabled="false")
+    assert not of_kind(other, "BackendTrafficPolicy")
+    assert len(of_kind(other, "HTTPRoute")) == 2
+
+
+def test_network_policies_admit_the_configured_gateway_proxies() -> None:
+    manifests = render("gateway-api-values")
+    for suffix in ("-api", "-ui"):
+        peers = one(manifests, "NetworkPolicy", suffix)["spec"]["ingress"][0]["from"]
+        gateway = [p for p in peers if p.get("namespaceSelector", {}).get("matchLabels") == {
+            "kubernetes.io/metadata.name": "gateway-system"
+        }]  # fmt: skip
+        assert [p["podSelector"]["matchLabels"] for p in gateway] == [
+            {
+                "app.kubernetes.io/name": "envoy",
+                "gateway.envoyproxy.io/owning-gateway-name": "platform-gateway",
+            }
+        ]
+    # Nothing of ingress-nginx is left in the defaults.
+    assert "ingress-nginx" not in yaml.safe_dump_all(of_kind(render(), "NetworkPolicy"))
+
+
+def test_api_gets_its_id_hash_key_from_a_generated_or_existing_secret() -> None:
+    manifests = render()
+    container = one(manifests, "Deployment", "-api")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["FRAUD_ID_HASH_KEY"]["valueFrom"]["secretKeyRef"]
+    secret = one(manifests, "Secret", "-id-hash-key")
+    assert ref == {"name": secret["metadata"]["name"], "key": "id-hash-key"}
+    key = base64.b64decode(secret["data"]["id-hash-key"]).decode()
+    assert len(key) == 64
+    int(key, 16)  # hexadecimal: 256 bits
+    # Without a cluster every render draws a new key (helm keeps the live one on upgrade).
+    other = one(render(api__replicaCount="3"), "Secret", "-id-hash-key")["data"]["id-hash-key"]
+    assert key != base64.b64decode(other).decode()
+    existing = render("gateway-api-values")
+    assert not [m for m in of_kind(existing, "Secret") if "id-hash-key" in m["metadata"]["name"]]
+    container = one(existing, "Deployment", "-api")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["FRAUD_ID_HASH_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "fraud-id-hash-key",
+        "key": "key",
+    }
+    # The UI does not get the key.
+    ui = one(manifests, "Deployment", "-ui")["spec"]["template"]["spec"]["containers"][0]
+    assert "FRAUD_ID_HASH_KEY" not in {e["name"] for e in ui["env"]}

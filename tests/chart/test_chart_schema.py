@@ -33,6 +33,17 @@ CRD_LAYOUT = "{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
         ({"ingress__api__host": "Not A Host"}, "/ingress/api/host"),
         ({"api__resources__limits": "null"}, "/api/resources"),
         ({"networkPolicy__enabled": "maybe"}, "/networkPolicy/enabled"),
+        ({"httpRoute__api__rateLimit__requestsPerMinute": "0"}, "requestsPerMinute"),
+        ({"httpRoute__api__rateLimit__burst": "-1"}, "/httpRoute/api/rateLimit/burst"),
+        ({"httpRoute__api__rateLimit__clientCIDRs": "{10.0.0.1}"}, "clientCIDRs/0"),
+        ({"httpRoute__api__requestTimeout": "30"}, "/httpRoute/api/requestTimeout"),
+        ({"httpRoute__api__maxBodySize": "64m"}, "/httpRoute/api/maxBodySize"),
+        ({"httpRoute__api__hostnames": "{Not A Host}"}, "/httpRoute/api/hostnames/0"),
+        ({"httpRoute__parentRefs": "{}"}, "/httpRoute/parentRefs"),
+        ({"httpRoute__api__paths[0]__type": "Prefix"}, "/httpRoute/api/paths/0/type"),
+        ({"api__idHashKey__secretKey": ""}, "/api/idHashKey/secretKey"),
+        # The ingress-nginx selectors were renamed (docs/deployment.md, migration).
+        ({"networkPolicy__ingressControllerPodSelector__a": "b"}, "not allowed"),
     ],
 )
 def test_schema_rejects_wrong_types_unknown_keys_and_bad_values(
@@ -47,6 +58,7 @@ def test_value_combinations_the_schema_cannot_express_are_rejected() -> None:
     )
     assert "needs a metric" in render_error(autoscaling__targetCPUUtilizationPercentage="0")
     assert "needs ui.enabled" in render_error(ingress__enabled="true", ui__enabled="false")
+    assert "needs ui.enabled" in render_error(httpRoute__enabled="true", ui__enabled="false")
 
 
 def test_schema_accepts_the_documented_defaults_and_every_value_is_documented() -> None:
@@ -85,6 +97,11 @@ def test_vendored_crd_schemas_are_strict() -> None:
     for name in (
         "monitoring.coreos.com/servicemonitor_v1.json",
         "keda.sh/scaledobject_v1alpha1.json",
+        "gateway.networking.k8s.io/httproute_v1.json",
+        "gateway.networking.k8s.io/gateway_v1.json",
+        "gateway.networking.k8s.io/gatewayclass_v1.json",
+        "gateway.envoyproxy.io/backendtrafficpolicy_v1alpha1.json",
+        "gateway.envoyproxy.io/envoyproxy_v1alpha1.json",
     ):
         schema = json.loads((SCHEMAS / "crds" / name).read_text())
         assert schema["properties"]["spec"]["additionalProperties"] is False
@@ -103,14 +120,18 @@ def test_kubeconform_rejects_an_unknown_field_with_the_offline_schemas(
         capture_output=True,
         timeout=120,
     )
-    manifests = render("keda-values")
+    manifests = render("keda-values") + render("gateway-api-values")
     deployment = next(m for m in manifests if m["kind"] == "Deployment")
     scaled = next(m for m in manifests if m["kind"] == "ScaledObject")
+    route = next(m for m in manifests if m["kind"] == "HTTPRoute")
+    policy = next(m for m in manifests if m["kind"] == "BackendTrafficPolicy")
     bad_deployment = {**deployment, "spec": {**deployment["spec"], "replicaz": 2}}
     bad_scaled = {**scaled, "spec": {**scaled["spec"], "pollingIntervall": 5}}
+    bad_route = {**route, "spec": {**route["spec"], "hostname": ["x.example.com"]}}
+    bad_policy = {**policy, "spec": {**policy["spec"], "requestBuffer": {"limit": "lots"}}}
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(yaml.safe_dump_all(manifests))
-    bad.write_text(yaml.safe_dump_all([bad_deployment, bad_scaled]))
+    bad.write_text(yaml.safe_dump_all([bad_deployment, bad_scaled, bad_route, bad_policy]))
     cmd = [
         kubeconform,
         "-strict",
@@ -130,6 +151,8 @@ def test_kubeconform_rejects_an_unknown_field_with_the_offline_schemas(
     assert rejected.returncode != 0
     assert "'replicaz' not allowed" in rejected.stdout
     assert "'pollingIntervall' not allowed" in rejected.stdout
+    assert "'hostname' not allowed" in rejected.stdout
+    assert "/spec/requestBuffer/limit" in rejected.stdout
 
 
 def test_skaffold_config_is_validated_against_skaffolds_own_schema(tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
 """CustomResourceDefinitions for the chart's custom kinds, built from the vendored JSON schemas.
 
-The chart renders a ServiceMonitor (Prometheus Operator) and a ScaledObject (KEDA). Their schemas
+The chart renders a ServiceMonitor (Prometheus Operator), a ScaledObject (KEDA), HTTPRoutes
+(Gateway API) and a BackendTrafficPolicy (Envoy Gateway); k8s/gateway/ adds a GatewayClass, a
+Gateway and an EnvoyProxy. Their schemas
 are vendored in ``k8s/schemas/crds/<group>/<kind>_<version>.json`` (from the projects' Go modules,
 see ``k8s/schemas/vendor_crd_schemas.py``) for kubeconform; nothing can be downloaded here, so the
 e2e tests turn those schemas back into ``apiextensions.k8s.io/v1`` CRDs and apply them to the test
@@ -43,13 +45,28 @@ class CrdNames:
 
 #: (group, kind) -> names and scope, taken from the upstream CRDs the schemas were vendored from
 #: (prometheus-operator v0.85.0 ``monitoring.coreos.com_servicemonitors.yaml``, KEDA v2.18.0
-#: ``keda.sh_scaledobjects.yaml``). A vendored schema without an entry here is an error.
+#: ``keda.sh_scaledobjects.yaml``, and the sources below). A vendored schema without an entry
+#: here is an error.
 CRD_NAMES: dict[tuple[str, str], CrdNames] = {
     ("monitoring.coreos.com", "ServiceMonitor"): CrdNames(
         plural="servicemonitors", scope="Namespaced", short_names=("smon",)
     ),
     ("keda.sh", "ScaledObject"): CrdNames(
         plural="scaledobjects", scope="Namespaced", short_names=("so",)
+    ),
+    # Gateway API v1.6.1 (config/crd/standard/) and Envoy Gateway v1.9.1 (its CRD chart).
+    ("gateway.networking.k8s.io", "HTTPRoute"): CrdNames(plural="httproutes", scope="Namespaced"),
+    ("gateway.networking.k8s.io", "Gateway"): CrdNames(
+        plural="gateways", scope="Namespaced", short_names=("gtw",)
+    ),
+    ("gateway.networking.k8s.io", "GatewayClass"): CrdNames(
+        plural="gatewayclasses", scope="Cluster", short_names=("gc",)
+    ),
+    ("gateway.envoyproxy.io", "BackendTrafficPolicy"): CrdNames(
+        plural="backendtrafficpolicies", scope="Namespaced", short_names=("btp",)
+    ),
+    ("gateway.envoyproxy.io", "EnvoyProxy"): CrdNames(
+        plural="envoyproxies", scope="Namespaced", short_names=("eproxy",)
     ),
 }
 
@@ -114,7 +131,7 @@ def crd_from_schemas(paths: list[Path]) -> dict[str, Any]:
             "storage": True,
             "schema": {"openAPIV3Schema": schema},
         }
-        if "status" in schema["properties"]:  # both upstream CRDs serve status as a subresource
+        if "status" in schema["properties"]:  # every upstream CRD serves status as a subresource
             entry["subresources"] = {"status": {}}
         crd_versions.append(entry)
     spec_names: dict[str, Any] = {

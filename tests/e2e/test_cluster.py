@@ -68,11 +68,11 @@ HELM_TIMEOUT_SECONDS = 180
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 
-# Every CI values file, with the kinds each must at least create. ServiceMonitor and ScaledObject
-# are custom resources: the `chart_crds` fixture first applies their CRDs, generated from the
-# schemas vendored in k8s/schemas/crds/ (tests/e2e/crds.py). No operator runs for them (KEDA and
-# the Prometheus Operator are installed only by the kind workflow): the API server validates and
-# stores them, nothing acts on them.
+# Every CI values file, with the kinds each must at least create. ServiceMonitor, ScaledObject,
+# HTTPRoute and BackendTrafficPolicy are custom resources: the `chart_crds` fixture first applies
+# their CRDs, generated from the schemas vendored in k8s/schemas/crds/ (tests/e2e/crds.py). No
+# controller runs for them (KEDA, the Prometheus Operator and Envoy Gateway run only in the kind
+# workflow): the API server validates them (OpenAPI and CEL rules) and stores them.
 INSTALLABLE_CI_VALUES: dict[str, set[str]] = {
     "default-values.yaml": {
         "Deployment",
@@ -84,6 +84,13 @@ INSTALLABLE_CI_VALUES: dict[str, set[str]] = {
         "NetworkPolicy",
     },
     "ingress-tls-values.yaml": {"Deployment", "Service", "Ingress", "NetworkPolicy"},
+    "gateway-api-values.yaml": {
+        "Deployment",
+        "Service",
+        "HTTPRoute",
+        "BackendTrafficPolicy",
+        "NetworkPolicy",
+    },
     "all-off-values.yaml": {"Deployment", "Service"},
     "custom-metric-hpa-values.yaml": {"Deployment", "HorizontalPodAutoscaler", "ServiceMonitor"},
     "keda-values.yaml": {"Deployment", "ScaledObject", "ServiceMonitor", "ConfigMap"},
@@ -406,25 +413,28 @@ def new_namespace() -> str:
 
 
 def create_expected_secret(cluster: Cluster, values_file: str, namespace: str) -> None:
-    """Create the Secret a values file names in ``auth.existingSecret`` (the chart then makes none).
+    """Create the Secrets a values file names as existing (the chart then makes none).
 
-    Holds the two keys the chart reads from it (``auth.apiKeysKey`` and ``auth.uiKeyKey``).
+    ``auth.existingSecret`` holds the two keys the chart reads from it (``auth.apiKeysKey`` and
+    ``auth.uiKeyKey``), ``api.idHashKey.existingSecret`` the id hash key.
     """
     values = yaml.safe_load((CHART / "ci" / values_file).read_text()) or {}
-    name = (values.get("auth") or {}).get("existingSecret")
-    if not name:
-        return
-    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["auth"]
-    auth = {**defaults, **values["auth"]}
-    cluster.resource("v1", "Namespace").create(body={"metadata": {"name": namespace}})
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    auth = {**defaults["auth"], **(values.get("auth") or {})}
+    id_hash = {**defaults["api"]["idHashKey"], **(values.get("api") or {}).get("idHashKey", {})}
     key = uuid.uuid4().hex
-    cluster.resource("v1", "Secret").create(
-        namespace=namespace,
-        body={
-            "metadata": {"name": name},
-            "stringData": {auth["apiKeysKey"]: f"{key}\n", auth["uiKeyKey"]: key},
-        },
-    )
+    wanted: dict[str, dict[str, str]] = {}
+    if auth["existingSecret"]:
+        wanted[auth["existingSecret"]] = {auth["apiKeysKey"]: f"{key}\n", auth["uiKeyKey"]: key}
+    if id_hash["existingSecret"]:
+        wanted[id_hash["existingSecret"]] = {id_hash["secretKey"]: uuid.uuid4().hex * 2}
+    if not wanted:
+        return
+    cluster.resource("v1", "Namespace").create(body={"metadata": {"name": namespace}})
+    for name, data in wanted.items():
+        cluster.resource("v1", "Secret").create(
+            namespace=namespace, body={"metadata": {"name": name}, "stringData": data}
+        )
 
 
 def install(cluster: Cluster, values_file: str, namespace: str | None = None) -> tuple[str, str]:
@@ -458,13 +468,18 @@ def uninstall_leaves_nothing(cluster: Cluster, release: str, namespace: str) -> 
 
 
 def release_secret_data(cluster: Cluster, release: str, namespace: str) -> dict[str, str]:
-    """The decoded data of the chart's own Secret (the API keys)."""
+    """The decoded data of the chart's own Secrets (the API keys and the id hash key)."""
     selector = f"{INSTANCE_LABEL}={release},app.kubernetes.io/managed-by=Helm"
     secrets = cluster.items("v1", "Secret", namespace, selector)
-    assert len(secrets) == 1, [s["metadata"]["name"] for s in secrets]
-    data = secrets[0].get("data") or {}
-    assert data, "the chart's Secret is empty"
-    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+    names = sorted(s["metadata"]["name"] for s in secrets)
+    assert [n.rsplit("-", 1)[-1] for n in names] == ["auth", "key"], names
+    found: dict[str, str] = {}
+    for secret in secrets:
+        data = secret.get("data") or {}
+        assert data, f"the chart's Secret {secret['metadata']['name']} is empty"
+        found |= {key: base64.b64decode(value).decode() for key, value in data.items()}
+    assert len(found["id-hash-key"]) == 64, "the id hash key is not 64 hex characters"
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -587,7 +602,8 @@ def test_upgrade_rolls_within_pdb_then_rollback_and_uninstall(cluster: Cluster) 
         f"healthy API pods fell to {tracker.min_healthy} during the upgrade "
         f"(the PDB allows at most {pdb_max_unavailable} of {min_replicas} unavailable)"
     )
-    # The chart keeps its generated API key across upgrades (helm's lookup on a live cluster).
+    # The chart keeps its generated API key and id hash key across upgrades (helm's lookup on a
+    # live cluster): a new hash key would make new log hashes unjoinable with the old ones.
     assert release_secret_data(cluster, release, namespace) == secret_before
 
     cluster.helm(

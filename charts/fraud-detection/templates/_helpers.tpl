@@ -73,6 +73,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{- define "fraud-detection.idHashKeySecretName" -}}
+{{- default (printf "%s-id-hash-key" (include "fraud-detection.fullname" .)) .Values.api.idHashKey.existingSecret }}
+{{- end }}
+
 {{- define "fraud-detection.secretName" -}}
 {{- default (printf "%s-auth" (include "fraud-detection.fullname" .)) .Values.auth.existingSecret }}
 {{- end }}
@@ -142,6 +146,9 @@ seccompProfile:
 {{- end }}
 {{- if and .Values.ingress.enabled .Values.ingress.ui.enabled (not .Values.ui.enabled) }}
 {{- fail "ingress.ui.enabled needs ui.enabled" }}
+{{- end }}
+{{- if and .Values.httpRoute.enabled .Values.httpRoute.ui.enabled (not .Values.ui.enabled) }}
+{{- fail "httpRoute.ui.enabled needs ui.enabled" }}
 {{- end }}
 {{- end }}
 
