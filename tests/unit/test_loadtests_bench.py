@@ -114,14 +114,30 @@ def test_target_checks_compare_capacity_with_the_peers() -> None:
 def test_early_rejections_and_slow_bulk_fail_their_targets() -> None:
     doc = _doc(1000, 400, 300, 8000)
     doc["targets"]["service"]["steps"] = [{"offered_rps": 500, "rejections": 3}]
-    doc["targets"]["service"]["bulk"] = {"file_vs_in_process": {"csv": 0.4, "parquet": 0.8}}
+    doc["targets"]["service"]["bulk"] = {
+        "file_vs_in_process": {"csv": 0.4, "parquet": 0.8},
+        "batch_vs_in_process": 0.04,
+        "batch_size": 1000,
+    }
     checks = {c["target"]: c["met"] for c in bench_report.target_checks(doc)}
     assert checks["no 503/429 below capacity"] is False
     assert checks["file endpoint (csv) >= 50% of in-process"] is False
     assert checks["file endpoint (parquet) >= 50% of in-process"] is True
+    assert checks["batch endpoint (1,000 rows per request) >= 50% of in-process"] is False
+    doc["targets"]["service"]["bulk"]["batch_vs_in_process"] = 0.5
+    checks = {c["target"]: c["met"] for c in bench_report.target_checks(doc)}
+    assert checks["batch endpoint (1,000 rows per request) >= 50% of in-process"] is True
 
 
-def test_reports_are_written(tmp_path: Path) -> None:
+def test_no_batch_check_when_the_batch_endpoint_was_not_measured() -> None:
+    doc = _doc(1000, 400, 300, 8000)
+    doc["targets"]["service"]["bulk"] = {"file_vs_in_process": {"csv": 0.6}}
+    targets = [c["target"] for c in bench_report.target_checks(doc)]
+    assert not [t for t in targets if t.startswith("batch endpoint")]
+
+
+def _report_doc() -> dict[str, Any]:
+    """A complete bench document: one passing step per system, run metadata."""
     doc = _doc(1000, 400, 300, 8000)
     step = {
         "offered_rps": 500.0,
@@ -148,11 +164,47 @@ def test_reports_are_written(tmp_path: Path) -> None:
             "p99_bound_ms": 15,
         },
     )
+    return doc
+
+
+def test_reports_are_written(tmp_path: Path) -> None:
+    doc = _report_doc()
+    doc["targets"]["service"]["bulk"] = {
+        "rows": 20_000,
+        "in_process_rows_per_s": 500_000.0,
+        "batch_endpoint_rows_per_s": 300_000.0,
+        "batch_size": 1000,
+        "batch_vs_in_process": 0.6,
+        "batch_endpoint": {
+            "requests": 3000,
+            "rows_per_request": 1000,
+            "seconds": 10.0,
+            "in_flight": 2,
+        },
+        "file_endpoint_rows_per_s": {"csv": 250_000.0},
+        "file_vs_in_process": {"csv": 0.5},
+    }
     bench_report.write_reports(doc, tmp_path)
     markdown = (tmp_path / "bench.md").read_text()
     assert "| x | 1,000 |" in markdown
+    assert "| `/v1/score/batch` (1,000 rows per request) | 300,000 | 60% |" in markdown
+    assert "3,000 requests of 1,000 rows in 10.0 s, 2 in flight" in markdown
+    assert "| batch endpoint (1,000 rows per request) >= 50% of in-process | 0.60 | yes |" in (
+        markdown
+    )
     assert json.loads((tmp_path / "bench.json").read_text())["checks"]
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    # The reports are the only output: no other file (a README, a doc) is rewritten.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.md", "bench.png"]
+
+
+def test_the_report_renders_again_from_its_json(tmp_path: Path) -> None:
+    doc = _report_doc()
+    bench_report.write_reports(doc, tmp_path)
+    first = (tmp_path / "bench.md").read_text()
+    (tmp_path / "bench.md").unlink()
+    bench_report.main([str(tmp_path / "bench.json")])
+    assert (tmp_path / "bench.md").read_text() == first
 
 
 def test_profile_aggregation_counts_self_and_inclusive_time() -> None:
@@ -200,20 +252,6 @@ def test_run_chart_reads_locust_history(tmp_path: Path) -> None:
     assert history.p99 == [0, 3, 6, 9, 12]
     out = charts.plot_history(history, tmp_path / "run.png", "t")
     assert out.read_bytes()[:4] == b"\x89PNG"
-
-
-def test_readme_table_is_replaced_between_the_markers_only(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text(
-        f"intro\n{bench_report.BENCH_START}\nold table\n{bench_report.BENCH_END}\nend\n"
-    )
-    assert bench_report.update_readme("new table\n", readme)
-    assert readme.read_text() == (
-        f"intro\n{bench_report.BENCH_START}\nnew table\n{bench_report.BENCH_END}\nend\n"
-    )
-    readme.write_text("no markers\n")
-    assert not bench_report.update_readme("x", readme)
-    assert readme.read_text() == "no markers\n"
 
 
 def test_peak_is_the_best_error_free_step_whatever_its_latency() -> None:
