@@ -1,8 +1,7 @@
 """The OpenAPI document served at ``/docs.json`` (Swagger UI at ``/`` and ``/docs``).
 
-BentoML generates the document for its own routes (health, metrics); the contract's ``/v1``
-routes live in a mounted ASGI app, so their operations are described here, from the same
-pydantic models the app validates with, with real simulator transactions as examples.
+Every route the service answers is described here, from the same pydantic models the app
+validates with, with real simulator transactions as examples; nothing internal is listed.
 """
 
 from __future__ import annotations
@@ -17,8 +16,11 @@ from fraud_contract.api import (
     API_KEY_HEADER,
     EXPLAIN_PARAM,
     FILE_FIELD,
+    LIVE_PATH,
     MAX_BATCH_TRANSACTIONS,
+    METRICS_PATH,
     MODEL_PATH,
+    READY_PATH,
     SCORE_BATCH_PATH,
     SCORE_FILE_PATH,
     SCORE_PATH,
@@ -222,28 +224,48 @@ def contract_components() -> dict[str, Any]:
     return dict(top.get("$defs", {}))
 
 
-def build_spec(bentoml_spec: dict[str, Any], *, internal_paths: set[str]) -> dict[str, Any]:
-    """BentoML's own document plus the contract's routes, components and security scheme."""
-    examples = load_examples()
-    spec = dict(bentoml_spec)
-    spec["openapi"] = "3.1.0"
-    paths = {p: item for p, item in spec.get("paths", {}).items() if p not in internal_paths}
-    paths.update(contract_paths(examples))
-    spec["paths"] = paths
-    components = dict(spec.get("components", {}))
-    schemas = dict(components.get("schemas", {}))
-    schemas.update(contract_components())
-    components["schemas"] = schemas
-    components["securitySchemes"] = {
-        "ApiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+def _plain_get(summary: str, tag: str, description: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "tags": [tag],
+            "summary": summary,
+            "description": description,
+            "responses": {"200": {"description": "OK"}},
+        }
     }
-    spec["components"] = components
-    info = dict(spec.get("info", {}))
-    info["title"] = "Fraud scoring API"
-    info["description"] = (
-        "Scores card transactions with the trained XGBoost model. Health (/livez, /readyz) "
-        "and /metrics never need an API key."
-    )
-    spec["info"] = info
-    spec["tags"] = [{"name": "Scoring"}, {"name": "Model"}, *spec.get("tags", [])]
-    return spec
+
+
+def service_paths() -> dict[str, Any]:
+    """Health and metrics routes (no API key)."""
+    return {
+        LIVE_PATH: _plain_get("Liveness", "Health", "The process answers."),
+        READY_PATH: _plain_get(
+            "Readiness", "Health", "200 once the model is loaded and warmed up, 503 before."
+        ),
+        METRICS_PATH: _plain_get(
+            "Prometheus metrics", "Health", "Prometheus text exposition of every worker."
+        ),
+    }
+
+
+def build_spec(version: str) -> dict[str, Any]:
+    """The service's whole OpenAPI 3.1 document: contract routes, health, components."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Fraud scoring API",
+            "version": version,
+            "description": (
+                "Scores card transactions with the trained XGBoost model. Health (/livez, "
+                "/readyz) and /metrics never need an API key."
+            ),
+        },
+        "paths": {**contract_paths(load_examples()), **service_paths()},
+        "components": {
+            "schemas": contract_components(),
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+            },
+        },
+        "tags": [{"name": "Scoring"}, {"name": "Model"}, {"name": "Health"}],
+    }

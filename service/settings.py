@@ -6,6 +6,7 @@ comma-separated (``FRAUD_CORS_ORIGINS=https://a.example,https://b.example``).
 
 from __future__ import annotations
 
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,6 +15,14 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fraud_contract.artifact import MODEL_NAME
+from service.logs import IdHasher
+
+#: Shortest accepted FRAUD_ID_HASH_KEY, in characters (128 bits as hex).
+MIN_HASH_KEY_CHARS = 32
+
+
+class SettingsError(ValueError):
+    """The settings cannot run a service (one line, naming the variable)."""
 
 
 class ServiceSettings(BaseSettings):
@@ -108,9 +117,42 @@ class ServiceSettings(BaseSettings):
         description="One JSON line per successful scoring request. Off by default: at thousands "
         "of requests per second it costs throughput; rejections and errors are always logged.",
     )
-    id_hash_salt: SecretStr = Field(
-        default=SecretStr("fraud-scoring"),
-        description="Salt for hashing card/customer identifiers in logs (set per deployment).",
+    id_hash_key: SecretStr | None = Field(
+        default=None,
+        description="Secret key of the keyed hash (HMAC-SHA-256) that replaces card ids in "
+        "logs, at least 32 characters (e.g. `openssl rand -hex 32`), kept in a secret store. "
+        "Required unless FRAUD_DEV_MODE is on (then a random key is made per start).",
+    )
+    id_hash_key_id: str = Field(
+        default="k1",
+        pattern=r"^[A-Za-z0-9_.-]{1,16}$",
+        description="Short name of the hash key, written before every hashed id in the logs "
+        "(rotate the key with a new id: old lines stay joinable under the old one).",
+    )
+    dev_mode: bool = Field(
+        default=False,
+        description="Development mode (`make serve`, `make demo`): start without "
+        "FRAUD_ID_HASH_KEY, using a random key for this process only. Never in production.",
+    )
+    body_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request body not fully received after this many seconds gets a 408 "
+        "(slow clients). Requests count against the admission limit only once their body is in.",
+    )
+    docs_access: Literal["public", "key", "off"] = Field(
+        default="public",
+        description="/docs, /redoc and /docs.json: open to all, behind the API key, or not served.",
+    )
+    metrics_access: Literal["public", "key", "off"] = Field(
+        default="public",
+        description="/metrics: open to all (the usual Prometheus scrape), behind the API key, "
+        "or not served.",
+    )
+    behind_tls: bool = Field(
+        default=False,
+        description="The service is reached over HTTPS (TLS ends at the gateway): send "
+        "Strict-Transport-Security with every response.",
     )
 
     @field_validator("api_keys", mode="before")
@@ -134,6 +176,28 @@ class ServiceSettings(BaseSettings):
             lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
             keys.extend(line.strip() for line in lines if line.strip())
         return tuple(key.encode() for key in keys)
+
+    def id_hasher(self) -> IdHasher:
+        """The keyed hash for card ids in logs (a per-process random key in dev mode).
+
+        Raises:
+            SettingsError: no key outside dev mode, or a key shorter than 32 characters.
+        """
+        if self.id_hash_key is None:
+            if not self.dev_mode:
+                raise SettingsError(
+                    "FRAUD_ID_HASH_KEY is not set: card ids in logs need a secret key of at "
+                    f"least {MIN_HASH_KEY_CHARS} characters (or FRAUD_DEV_MODE=true for a "
+                    "throw-away key)"
+                )
+            return IdHasher(secrets.token_bytes(32), "dev")
+        key = self.id_hash_key.get_secret_value()
+        if len(key) < MIN_HASH_KEY_CHARS:
+            raise SettingsError(
+                f"FRAUD_ID_HASH_KEY is too short: {len(key)} characters, at least "
+                f"{MIN_HASH_KEY_CHARS} needed"
+            )
+        return IdHasher(key.encode(), self.id_hash_key_id)
 
 
 @lru_cache(maxsize=1)

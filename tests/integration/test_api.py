@@ -265,7 +265,7 @@ def test_metrics_are_correct_across_two_workers(served: Served) -> None:
     auth = {API_KEY_HEADER: KEY}
     workers = [
         child for child in psutil.Process(proc.process.pid).children(recursive=True)
-        if "_bentoml_impl.worker.service" in " ".join(child.cmdline())
+        if "worker.service" in " ".join(child.cmdline())
     ]  # fmt: skip
     assert len(workers) == 2
     before = _samples(proc.base_url)

@@ -118,9 +118,8 @@ def tiny_model_tag(bentoml_home: Path) -> str:
 
 def load_tiny_model(bentoml_home: Path) -> LoadedModel:
     """A tiny model, loaded in-process exactly as the service loads it (for unit tests)."""
-    from bentoml._internal.models import ModelStore  # noqa: PLC0415  (heavy import)
-
+    from service.bentoml_bridge import stored_model  # noqa: PLC0415  (heavy import)
     from service.model import load_model  # noqa: PLC0415
 
     tag = tiny_model_tag(bentoml_home)
-    return load_model(ModelStore(str(bentoml_home / "models")).get(tag), threads=1)
+    return load_model(stored_model(bentoml_home / "models", tag), threads=1)

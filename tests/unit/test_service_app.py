@@ -1,15 +1,15 @@
-"""The /v1 ASGI app in-process: routing, auth, limits, headers and every bad-input case."""
+"""The front app in-process: routing, auth, limits, headers, admission and every bad input."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-from _bentoml_impl.server.app import ServiceAppFactory
 
 from fraud_contract.api import (
     API_KEY_HEADER,
@@ -24,21 +24,16 @@ from fraud_contract.api import (
     ScoreResult,
 )
 from fraud_contract.schema import Transaction, example_transaction
-from service.bentoml_fixes import install_outermost_layer
-from service.http import (
-    FrontDoor,
-    Runtime,
-    ScoringApp,
-    SecurityHeadersMiddleware,
-    _ShedLog,
-)
+from service.app import FrontApp, ShedLog
 from service.logs import LOGGER_NAME
 from service.model import LoadedModel
+from service.runtime import AdaptiveScorer, build_runtime
 from service.scoring import Scorer
 from service.settings import ServiceSettings
 from tests.support.api import load_tiny_model
 
 KEY = "unit-test-key"
+HASH_KEY = "k" * 32
 pytestmark = pytest.mark.anyio
 
 
@@ -87,37 +82,34 @@ def metrics() -> RecordingMetrics:
     return RecordingMetrics()
 
 
+def front_app(
+    model: LoadedModel, metrics: RecordingMetrics, score_one: Any = None, **settings: Any
+) -> FrontApp:
+    """A front app bound to the tiny model, as a started worker has it."""
+    config = ServiceSettings(id_hash_key=HASH_KEY, **settings)
+    app = FrontApp(config)
+    if score_one is None:
+        scorer = Scorer(model, threshold=config.threshold, top_k=3, reasons=config.reasons)
+
+        async def score_one(transaction: Transaction, explain: bool) -> dict[str, Any]:
+            return scorer.score([transaction], [explain])[0]
+
+    app.bind(build_runtime(config, model, metrics, score_one=score_one))  # type: ignore[arg-type]
+    return app
+
+
+def client_for(app: Any, **headers: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test", headers=headers
+    )
+
+
 @pytest.fixture
 def client(model: LoadedModel, metrics: RecordingMetrics) -> Iterator[httpx.AsyncClient]:
-    settings = ServiceSettings(api_keys=[KEY], max_body_bytes=64 * 1024, max_file_bytes=64 * 1024)
-    scorer = Scorer(model, threshold=None, top_k=3, reasons=settings.reasons)  # as the service
-
-    async def score_one(transaction: Transaction, explain: bool) -> dict[str, Any]:
-        return scorer.score([transaction], [explain])[0]
-
-    app = ScoringApp()
-    app.bind(
-        Runtime(
-            settings=settings,
-            scorer=scorer,
-            metrics=metrics,  # type: ignore[arg-type]
-            model_info=b'{"tag": "x"}',
-            score_one=score_one,
-            api_keys=settings.accepted_api_keys(),
-        )
+    app = front_app(
+        model, metrics, api_keys=[KEY], max_body_bytes=64 * 1024, max_file_bytes=64 * 1024
     )
-    # /v1 goes straight to the scoring app; anything else reaches the (teapot) rest of the stack.
-    wrapped = SecurityHeadersMiddleware(_teapot, internal_paths=["/internal"], direct_app=app)
-    transport = httpx.ASGITransport(app=wrapped)
-    yield httpx.AsyncClient(
-        transport=transport, base_url="http://test", headers={API_KEY_HEADER: KEY}
-    )
-
-
-async def _teapot(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Stands in for BentoML's router: answers 418 so tests see what bypassed it."""
-    await send({"type": "http.response.start", "status": 418, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
+    yield client_for(app, **{API_KEY_HEADER: KEY})
 
 
 def _error(response: httpx.Response, status: int) -> ErrorBody:
@@ -263,8 +255,8 @@ async def test_methods_and_unknown_routes(client: httpx.AsyncClient) -> None:
     assert _error(response, 405).error == "method_not_allowed"
     assert response.headers["allow"] == "POST"
     _error(await client.get("/v1/nothing-here"), 404)
-    blocked = await client.post("/internal", json={})
-    assert blocked.status_code == 404
+    _error(await client.post("/internal/score-adaptive", json={}), 404)
+    _error(await client.get("/v1"), 404)  # no redirect (that echoed the Host header)
 
 
 async def test_file_endpoint_bad_inputs(client: httpx.AsyncClient) -> None:
@@ -318,13 +310,6 @@ async def test_bad_explain_value_is_422_naming_it(client: httpx.AsyncClient) -> 
     assert [e.field for e in body.errors] == ["explain"]
 
 
-async def test_only_v1_bypasses_the_rest_of_the_stack(client: httpx.AsyncClient) -> None:
-    response = await client.get("/docs")
-    assert response.status_code == 418  # reached the rest of BentoML's stack
-    assert response.headers["x-frame-options"] == "DENY"
-    assert (await client.get("/v1/nope")).status_code == 404  # answered by the /v1 app
-
-
 async def test_request_metrics_by_route_and_status(
     client: httpx.AsyncClient, metrics: RecordingMetrics
 ) -> None:
@@ -335,143 +320,8 @@ async def test_request_metrics_by_route_and_status(
     assert metrics.in_progress == 0
 
 
-async def test_admission_limit_sheds_at_the_door_and_recovers(model: LoadedModel) -> None:
-    scorer = Scorer(model, threshold=None, top_k=3)
-    release = anyio.Event()
-
-    async def slow_score_one(transaction: Transaction, explain: bool) -> dict[str, Any]:
-        await release.wait()
-        return scorer.score([transaction])[0]
-
-    metrics = RecordingMetrics()
-    app = ScoringApp()
-    app.bind(
-        Runtime(
-            settings=ServiceSettings(max_concurrency=2),
-            scorer=scorer,
-            metrics=metrics,  # type: ignore[arg-type]
-            model_info=b"{}",
-            score_one=slow_score_one,
-        )
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        answers: list[httpx.Response] = []
-
-        async def post() -> None:
-            answers.append(await client.post(SCORE_PATH, json=example_transaction()))
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(post)
-            group.start_soon(post)
-            await anyio.wait_all_tasks_blocked()
-            shed = await client.post(SCORE_PATH, json=example_transaction())
-            release.set()
-        assert shed.status_code == 503
-        assert shed.headers["retry-after"] == "1"
-        assert ErrorBody.model_validate_json(shed.content).error == "overloaded"
-        assert [a.status_code for a in answers] == [200, 200]
-        assert ("single", "overloaded") in metrics.rejections
-        assert (await client.post(SCORE_PATH, json=example_transaction())).status_code == 200
-
-
-def _front_door(
-    scorer: Scorer, metrics: RecordingMetrics, score_one: Any, **settings: Any
-) -> tuple[FrontDoor, ScoringApp, list[str]]:
-    """A front door over a stand-in BentoML stack that records which paths reached it."""
-    scoring = ScoringApp()
-    scoring.bind(
-        Runtime(
-            settings=ServiceSettings(**settings),
-            scorer=scorer,
-            metrics=metrics,  # type: ignore[arg-type]
-            model_info=b"{}",
-            score_one=score_one,
-        )
-    )
-    reached: list[str] = []
-
-    async def stack(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        reached.append(scope["path"])
-        await SecurityHeadersMiddleware(_teapot, direct_app=scoring)(scope, receive, send)
-
-    return FrontDoor(stack, scoring), scoring, reached
-
-
-async def test_the_front_door_sheds_and_scores_without_the_stack(model: LoadedModel) -> None:
-    scorer = Scorer(model, threshold=None, top_k=3)
-    metrics = RecordingMetrics()
-
-    async def score_one(transaction: Transaction, explain: bool) -> dict[str, Any]:
-        return scorer.score([transaction])[0]
-
-    door, scoring, reached = _front_door(scorer, metrics, score_one, max_concurrency=1)
-    transport = httpx.ASGITransport(app=door)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        scored = await client.post(SCORE_PATH, json=example_transaction())
-        batch = await client.post(SCORE_BATCH_PATH, json={"transactions": [example_transaction()]})
-        assert scoring.runtime is not None
-        scoring.runtime.in_flight = 1  # the door is full
-        shed = await client.post(
-            SCORE_PATH, json=example_transaction(), headers={REQUEST_ID_HEADER: "abc-1"}
-        )
-        other = await client.get("/docs")  # only /v1 is shed
-        scoring.runtime.in_flight = 0
-        again = await client.post(SCORE_PATH, json=example_transaction())
-    assert scored.status_code == 200
-    assert scored.headers["x-frame-options"] == "DENY"  # added by the door on the hot path
-    assert batch.status_code == 200
-    assert shed.status_code == 503
-    assert ErrorBody.model_validate_json(shed.content).error == "overloaded"
-    assert shed.headers["retry-after"] == "1"
-    assert shed.headers[REQUEST_ID_HEADER] == "abc-1"
-    assert shed.headers["x-content-type-options"] == "nosniff"
-    assert other.status_code == 418
-    assert again.status_code == 200
-    # Only the batch and /docs went through the stack: single scores and the shed never did.
-    assert reached == [SCORE_BATCH_PATH, "/docs"]
-    assert ("single", "overloaded") in metrics.rejections
-    assert (SCORE_PATH, 503) in metrics.requests
-    assert metrics.in_progress == 0
-
-
-async def test_the_hot_path_keeps_the_request_timeout(model: LoadedModel) -> None:
-    scorer = Scorer(model, threshold=None, top_k=3)
-    metrics = RecordingMetrics()
-
-    async def never(transaction: Transaction, explain: bool) -> dict[str, Any]:
-        await anyio.sleep(3600)
-        raise AssertionError("unreachable")
-
-    door, scoring, _ = _front_door(scorer, metrics, never, request_timeout_s=0.2)
-    transport = httpx.ASGITransport(app=door)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        late = await client.post(SCORE_PATH, json=example_transaction())
-    assert late.status_code == 504
-    assert ErrorBody.model_validate_json(late.content).error == "timeout"
-    assert late.headers["x-content-type-options"] == "nosniff"
-    assert metrics.requests == [(SCORE_PATH, 504)]
-    assert scoring.runtime is not None and scoring.runtime.in_flight == 0
-
-
-def test_the_outermost_layer_wraps_only_the_given_services_app() -> None:
-    ours, theirs = object(), object()
-    build = ServiceAppFactory.__call__
-    try:
-        ServiceAppFactory.__call__ = lambda factory: ("app", factory.service)  # type: ignore[method-assign]
-        install_outermost_layer(ours, lambda app: ("wrapped", app))
-        install_outermost_layer(ours, lambda app: ("twice", app))  # idempotent
-        factory = ServiceAppFactory.__new__(ServiceAppFactory)
-        factory.service = ours
-        assert factory() == ("wrapped", ("app", ours))
-        factory.service = theirs
-        assert factory() == ("app", theirs)
-    finally:
-        ServiceAppFactory.__call__ = build  # type: ignore[method-assign]
-
-
 def test_shed_requests_are_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
-    shed = _ShedLog(interval_s=3600)
+    shed = ShedLog(interval_s=3600)
     shed.since -= 3600  # the first shed of an episode is logged at once
     with caplog.at_level("WARNING", logger=LOGGER_NAME):
         for _ in range(50):
@@ -482,24 +332,135 @@ def test_shed_requests_are_logged_once_per_interval(caplog: pytest.LogCaptureFix
     assert shed.shed == {SCORE_PATH: 49}
 
 
-async def test_a_cancelled_request_is_closed_in_the_metrics(model: LoadedModel) -> None:
+async def test_every_route_gets_request_id_and_security_headers(
+    client: httpx.AsyncClient,
+) -> None:
+    for path in ("/livez", "/readyz", "/docs", "/docs.json", "/nowhere", "/v1/nope"):
+        response = await client.get(path, headers={REQUEST_ID_HEADER: "rid-7"})
+        assert response.headers["x-frame-options"] == "DENY", path
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        assert response.headers[REQUEST_ID_HEADER] == "rid-7", path
+        assert "strict-transport-security" not in response.headers
+
+
+async def test_hsts_only_behind_tls(model: LoadedModel, metrics: RecordingMetrics) -> None:
+    async with client_for(front_app(model, metrics, behind_tls=True)) as client:
+        response = await client.get("/livez")
+    assert response.headers["strict-transport-security"].startswith("max-age=")
+
+
+async def test_admission_limit_sheds_and_recovers(model: LoadedModel) -> None:
     scorer = Scorer(model, threshold=None, top_k=3)
+    release = anyio.Event()
+
+    async def slow_score_one(transaction: Transaction, explain: bool) -> dict[str, Any]:
+        await release.wait()
+        return scorer.score([transaction])[0]
+
+    metrics = RecordingMetrics()
+    app = front_app(model, metrics, slow_score_one, max_concurrency=2)
+    async with client_for(app) as client:
+        answers: list[httpx.Response] = []
+
+        async def post() -> None:
+            answers.append(await client.post(SCORE_PATH, json=example_transaction()))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(post)
+            group.start_soon(post)
+            await anyio.wait_all_tasks_blocked()
+            shed = await client.post(
+                SCORE_PATH, json=example_transaction(), headers={REQUEST_ID_HEADER: "abc-1"}
+            )
+            health = await client.get("/readyz")  # health is never shed
+            release.set()
+        assert shed.status_code == 503
+        assert shed.headers["retry-after"] == "1"
+        assert shed.headers[REQUEST_ID_HEADER] == "abc-1"
+        assert shed.headers["x-content-type-options"] == "nosniff"
+        assert ErrorBody.model_validate_json(shed.content).error == "overloaded"
+        assert health.status_code == 200
+        assert [a.status_code for a in answers] == [200, 200]
+        assert ("single", "overloaded") in metrics.rejections
+        assert (SCORE_PATH, 503) in metrics.requests
+        assert (await client.post(SCORE_PATH, json=example_transaction())).status_code == 200
+    assert app.admission.in_flight == 0
+    assert metrics.in_progress == 0
+
+
+async def test_slow_bodies_get_408_and_hold_no_admission_slot(model: LoadedModel) -> None:
+    metrics = RecordingMetrics()
+    app = front_app(model, metrics, max_concurrency=1, body_timeout_s=0.3)
+    stalled = anyio.Event()
+
+    async def trickle() -> Any:
+        yield b'{"timestamp": '
+        stalled.set()
+        await anyio.sleep(3600)
+
+    async with client_for(app) as client:
+        answers: list[httpx.Response] = []
+
+        async def slow_post() -> None:
+            answers.append(
+                await client.post(
+                    SCORE_PATH, content=trickle(), headers={"content-type": "application/json"}
+                )
+            )
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(slow_post)
+            await stalled.wait()
+            # The slow client is still sending: a normal request is admitted meanwhile.
+            normal = await client.post(SCORE_PATH, json=example_transaction())
+    assert normal.status_code == 200
+    slow = _error(answers[0], 408)
+    assert slow.error == "request_timeout"
+    assert slow.errors[0].field == "body"
+    assert app.admission.in_flight == 0
+
+
+def _sleeping_batch(*_: Any) -> Any:
+    time.sleep(0.5)
+    return [], None
+
+
+@pytest.mark.parametrize("path", [SCORE_PATH, SCORE_BATCH_PATH])
+async def test_every_route_keeps_the_request_timeout(
+    model: LoadedModel, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = RecordingMetrics()
 
     async def never(transaction: Transaction, explain: bool) -> dict[str, Any]:
         await anyio.sleep(3600)
         raise AssertionError("unreachable")
 
+    app = front_app(model, metrics, never, request_timeout_s=0.2)
+    assert app.runtime is not None
+    app.runtime.scorer.score_timed = _sleeping_batch  # type: ignore[method-assign]
+    body: Any = example_transaction()
+    if path == SCORE_BATCH_PATH:
+        body = {"transactions": [example_transaction()]}
+    with caplog.at_level("WARNING", logger=LOGGER_NAME):
+        async with client_for(app) as client:
+            late = await client.post(path, json=body, headers={REQUEST_ID_HEADER: "slow-1"})
+    assert late.status_code == 504
+    assert ErrorBody.model_validate_json(late.content).error == "timeout"
+    assert late.headers["x-content-type-options"] == "nosniff"
+    assert late.headers[REQUEST_ID_HEADER] == "slow-1"
+    assert metrics.requests == [(path, 504)]
+    assert app.admission.in_flight == 0
+    failed = [r for r in caplog.records if r.getMessage() == "request failed"]
+    assert [r.status for r in failed] == [504]  # type: ignore[attr-defined]
+
+
+async def test_a_cancelled_request_is_closed_in_the_metrics(model: LoadedModel) -> None:
+    async def never(transaction: Transaction, explain: bool) -> dict[str, Any]:
+        await anyio.sleep(3600)
+        raise AssertionError("unreachable")
+
     metrics = RecordingMetrics()
-    app = ScoringApp()
-    app.bind(
-        Runtime(
-            settings=ServiceSettings(),
-            scorer=scorer,
-            metrics=metrics,  # type: ignore[arg-type]
-            model_info=b"{}",
-            score_one=never,
-        )
-    )
+    app = front_app(model, metrics, never)
     body = json.dumps(example_transaction()).encode()
     scope = {
         "type": "http",
@@ -515,8 +476,102 @@ async def test_a_cancelled_request_is_closed_in_the_metrics(model: LoadedModel) 
     async def send(message: dict[str, Any]) -> None:
         pass
 
-    with anyio.move_on_after(0.2):  # what a timeout middleware does
+    with anyio.move_on_after(0.2):  # what a server shutting down does
         await app(scope, receive, send)
     assert metrics.in_progress == 0
     assert metrics.requests == [(SCORE_PATH, 504)]
-    assert app.runtime is not None and app.runtime.in_flight == 0
+    assert app.admission.in_flight == 0
+
+
+async def test_not_ready_until_bound() -> None:
+    app = FrontApp(ServiceSettings(id_hash_key=HASH_KEY))
+    async with client_for(app) as client:
+        assert (await client.get("/livez")).status_code == 200
+        assert _error(await client.get("/readyz"), 503).error == "not_ready"
+        response = await client.post(SCORE_PATH, json=example_transaction())
+        assert _error(response, 503).error == "not_ready"
+
+
+async def test_cors_only_for_configured_origins(
+    model: LoadedModel, metrics: RecordingMetrics
+) -> None:
+    origin = "https://analyst.example"
+    elsewhere = "https://x.example"
+    app = front_app(model, metrics, cors_origins=[origin])
+    preflight = {"access-control-request-method": "POST"}
+    async with client_for(app) as client:
+        allowed = await client.options(SCORE_PATH, headers={"origin": origin, **preflight})
+        denied = await client.options(SCORE_PATH, headers={"origin": elsewhere, **preflight})
+        ok = await client.post(SCORE_PATH, json=example_transaction(), headers={"origin": origin})
+        other = await client.post(
+            SCORE_PATH, json=example_transaction(), headers={"origin": elsewhere}
+        )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == origin
+    assert "x-api-key" in allowed.headers["access-control-allow-headers"]
+    assert denied.status_code == 400
+    assert "access-control-allow-origin" not in denied.headers
+    assert ok.headers["access-control-allow-origin"] == origin
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_docs_page_loads_only_this_origins_files(
+    model: LoadedModel, metrics: RecordingMetrics
+) -> None:
+    async with client_for(front_app(model, metrics)) as client:
+        page = await client.get("/docs")
+        root = await client.get("/")
+        spec = (await client.get("/docs.json")).json()
+        sources = [
+            part.split('"', 2)[1]
+            for attribute in ("src=", "href=")
+            for part in page.text.split(attribute)[1:]
+        ]
+        assert sources
+        for source in sources:
+            assert source.startswith("/docs/assets/"), source
+            assert (await client.get(source)).status_code == 200, source
+    assert root.text == page.text
+    assert "script-src 'self'" in page.headers.get_list("content-security-policy")[-1]
+    assert "googletagmanager" not in page.text
+    assert spec["info"]["title"] == "Fraud scoring API"
+    assert spec["info"]["version"]
+    assert not [path for path in spec["paths"] if "internal" in path]
+
+
+@pytest.mark.parametrize("access", ["key", "off"])
+async def test_docs_and_metrics_can_be_keyed_or_off(
+    model: LoadedModel, metrics: RecordingMetrics, access: str
+) -> None:
+    app = front_app(model, metrics, api_keys=[KEY], docs_access=access, metrics_access=access)
+    async with client_for(app) as client:
+        for path in ("/docs", "/docs.json", "/metrics"):
+            response = await client.get(path)
+            assert response.status_code == (401 if access == "key" else 404), path
+            if access == "key":
+                keyed = await client.get(path, headers={API_KEY_HEADER: KEY})
+                assert keyed.status_code == 200, path
+
+
+async def test_the_adaptive_scorer_batches_concurrent_requests(
+    model: LoadedModel, metrics: RecordingMetrics
+) -> None:
+    settings = ServiceSettings(id_hash_key=HASH_KEY, max_batch_size=64)
+    scorer = Scorer(model, threshold=None, top_k=3)
+    adaptive = AdaptiveScorer(scorer, metrics, settings)  # type: ignore[arg-type]
+    transactions = [
+        Transaction.model_validate(example_transaction(transaction_id=f"t{i}", amount=i + 1.0))
+        for i in range(40)
+    ]
+    results: dict[str, dict[str, Any]] = {}
+
+    async def one(transaction: Transaction) -> None:
+        results[transaction.transaction_id or ""] = await adaptive(transaction, False)
+
+    async with anyio.create_task_group() as group:
+        for transaction in transactions:
+            group.start_soon(one, transaction)
+    assert [results[f"t{i}"] for i in range(40)] == scorer.score(transactions)
+    sizes = [rows for endpoint, rows in metrics.batches if endpoint == "single"]
+    assert sum(sizes) == 40
+    assert max(sizes) > 1  # concurrent requests were scored together

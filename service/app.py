@@ -1,0 +1,314 @@
+"""The HTTP stack, built in one place: every request of the worker goes through :class:`FrontApp`.
+
+Steps, in order, for every HTTP request (each one a few lines below, no framework layers):
+
+1. request id: the caller's ``X-Request-ID`` or a new one, on the response and every log line;
+2. security headers (and HSTS behind TLS) on every response, errors included;
+3. route: the table of :func:`service.routes.build_routes` (anything else is a 404);
+4. CORS when configured (preflights answered here);
+5. admission: a ``/v1`` request is shed with 503 while the worker is full, before its body
+   is read; it is counted in flight only once its body has arrived (slow clients do not hold
+   slots), and checked again then;
+6. auth: the API key, constant-time, when keys are configured;
+7. body: read within the body deadline (408) and the size limit (413);
+8. timeout: the handler runs under the request timeout (504);
+9. every error, whatever raised it, rendered by :meth:`FrontApp._answer_error` (status,
+   contract body, headers, request id, metrics, a log line).
+
+Lifespan messages go to BentoML's own app behind (:func:`service.bentoml_bridge.serve_front_app`):
+its start-up creates the service instance, which binds the loaded model with :meth:`bind`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from fraud_contract.api import API_KEY_HEADER, SCORE_BATCH_PATH, SCORE_FILE_PATH, SCORE_PATH
+from fraud_contract.api import MODEL_PATH as _MODEL_PATH
+from service.asgi import (
+    JSON,
+    REQUEST_ID,
+    SECURITY_HEADERS,
+    ASGIApp,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    respond,
+)
+from service.errors import (
+    ApiError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    Overloaded,
+    Timeout,
+    Unauthorized,
+)
+from service.logs import LOGGER_NAME, request_id_var
+from service.routes import Reply, Route, build_routes, read_request_body
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+    from service.settings import ServiceSettings
+
+logger = logging.getLogger(LOGGER_NAME)
+
+_API_KEY = API_KEY_HEADER.lower().encode()
+_V1_PREFIX = "/v1/"
+#: Request-metric route labels: the contract's routes, anything else under /v1 is "other".
+_METRIC_ROUTES = frozenset({SCORE_PATH, SCORE_BATCH_PATH, SCORE_FILE_PATH, _MODEL_PATH})
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+class Admission:
+    """Per-worker admission control: at most ``limit`` ``/v1`` requests in flight."""
+
+    __slots__ = ("in_flight", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    @property
+    def full(self) -> bool:
+        """No room for one more request."""
+        return self.in_flight >= self.limit
+
+    def enter(self) -> None:
+        """Count a request in flight, or shed it (503) when full."""
+        if self.in_flight >= self.limit:
+            raise Overloaded
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        """The request is answered."""
+        self.in_flight -= 1
+
+
+class ShedLog:
+    """One log line per interval for load shedding, not one per shed request.
+
+    Under overload a line per 503 would add work exactly when the worker has none to spare;
+    the counts reach the logs with the next shed request after the interval, and
+    ``fraud_input_rejections_total{reason="overloaded"}`` counts each one as it happens.
+    """
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self.interval_s = interval_s
+        self.shed: dict[str, int] = {}
+        self.since = time.monotonic()
+
+    def count(self, path: str) -> None:
+        """Count one shed request; log the counts when the interval has passed."""
+        self.shed[path] = self.shed.get(path, 0) + 1
+        now = time.monotonic()
+        if now - self.since >= self.interval_s:
+            logger.warning(
+                "requests shed (503 overloaded)",
+                extra={"shed": self.shed, "interval_s": round(now - self.since, 3)},
+            )
+            self.shed = {}
+            self.since = now
+
+
+class Cors:
+    """CORS for the configured origins only (no header at all for any other origin)."""
+
+    METHODS = b"GET, POST, OPTIONS"
+    HEADERS = b"content-type, x-api-key, x-request-id"
+    MAX_AGE = b"600"
+
+    def __init__(self, origins: list[str]) -> None:
+        self.origins = frozenset(origin.encode() for origin in origins)
+
+    def allowed(self, request: Request) -> bytes | None:
+        """The request's origin if it is allowed."""
+        origin = request.headers.get(b"origin")
+        return origin if origin in self.origins else None
+
+    def preflight(self, request: Request) -> Reply | None:
+        """The answer to a preflight (``OPTIONS`` with ``Access-Control-Request-Method``)."""
+        if request.method != "OPTIONS" or b"access-control-request-method" not in request.headers:
+            return None
+        origin = self.allowed(request)
+        if origin is None:
+            return Reply(b"Disallowed CORS origin", b"text/plain; charset=utf-8", status=400)
+        return Reply(
+            b"OK",
+            b"text/plain; charset=utf-8",
+            headers=(
+                (b"access-control-allow-origin", origin),
+                (b"access-control-allow-methods", self.METHODS),
+                (b"access-control-allow-headers", self.HEADERS),
+                (b"access-control-max-age", self.MAX_AGE),
+                (b"vary", b"Origin"),
+            ),
+        )
+
+    def response_headers(self, request: Request) -> tuple[tuple[bytes, bytes], ...]:
+        """Headers for the actual response to an allowed origin."""
+        origin = self.allowed(request)
+        if origin is None:
+            return ()
+        return ((b"access-control-allow-origin", origin), (b"vary", b"Origin"))
+
+
+class FrontApp:
+    """The worker's ASGI app: the steps of the module docstring, then the route's handler."""
+
+    def __init__(self, settings: ServiceSettings, backend: ASGIApp | None = None) -> None:
+        self.settings = settings
+        self.routes: dict[str, Route] = build_routes(settings)
+        self.backend = backend
+        self.runtime: Runtime | None = None
+        self.admission = Admission(settings.max_concurrency)
+        self.cors = Cors(settings.cors_origins) if settings.cors_origins else None
+        self.shed_log = ShedLog()
+        self.headers = (*SECURITY_HEADERS, _HSTS) if settings.behind_tls else SECURITY_HEADERS
+
+    def bind(self, runtime: Runtime) -> None:
+        """Serve with the loaded model (called by the service instance at start-up)."""
+        self.runtime = runtime
+
+    def in_front_of(self, backend: ASGIApp) -> FrontApp:
+        """This app with BentoML's app behind it (for lifespan messages)."""
+        self.backend = backend
+        return self
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle an HTTP request; hand anything else (lifespan) to the backend."""
+        if scope["type"] != "http":
+            if self.backend is not None:
+                await self.backend(scope, receive, send)
+            return
+        request = Request.from_scope(scope, receive)
+        request.response_headers = [*self.headers, (REQUEST_ID, request.request_id.encode())]
+        token = request_id_var.set(request.request_id)
+        runtime = self.runtime
+        path = request.path
+        metric_route = None
+        if runtime is not None and path.startswith(_V1_PREFIX):
+            metric_route = path if path in _METRIC_ROUTES else "other"
+            runtime.metrics.request_started(metric_route)
+        started = time.perf_counter()
+        status = 500
+        try:
+            reply = await self._handle(request, runtime)
+            status = reply.status
+            await respond(
+                send,
+                reply.status,
+                reply.body,
+                content_type=reply.content_type,
+                headers=[*request.response_headers, *reply.headers],
+            )
+            if metric_route is not None and runtime is not None and runtime.settings.access_log:
+                logger.info(
+                    "request",
+                    extra={
+                        "path": path,
+                        "status": status,
+                        "bytes": len(reply.body),
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    },
+                )
+        except ApiError as exc:
+            status = exc.status
+            await self._answer_error(send, request, exc, runtime)
+        except asyncio.CancelledError:
+            # Cancelled at shutdown or by the server: still close the request in the metrics.
+            status = 504
+            raise
+        except Exception:
+            logger.exception("unhandled error", extra={"path": path})
+            await self._answer_error(send, request, InternalError(), runtime)
+        finally:
+            if metric_route is not None and runtime is not None:
+                runtime.metrics.request_finished(
+                    metric_route, status, time.perf_counter() - started
+                )
+            request_id_var.reset(token)
+
+    async def _handle(self, request: Request, runtime: Runtime | None) -> Reply:
+        route = self.routes.get(request.path)
+        if route is None:
+            raise NotFound(request.path)
+        if self.cors is not None:
+            preflight = self.cors.preflight(request)
+            if preflight is not None:
+                return preflight
+            request.response_headers.extend(self.cors.response_headers(request))
+        if request.method != route.method:
+            raise MethodNotAllowed(request.path, route.method)
+        if route.needs_model and runtime is None:
+            raise NotReady
+        if not route.admitted:
+            if route.needs_key:
+                self._authenticate(request)
+            return await route.handler(runtime, request)
+        if self.admission.full:
+            raise Overloaded
+        self._authenticate(request)
+        await read_request_body(request, route, self.settings)
+        self.admission.enter()
+        try:
+            try:
+                async with asyncio.timeout(self.settings.request_timeout_s):
+                    return await route.handler(runtime, request)
+            except TimeoutError:
+                raise Timeout from None
+        finally:
+            self.admission.leave()
+
+    def _authenticate(self, request: Request) -> None:
+        """Constant-time API-key check; 401 without saying what was wrong."""
+        keys = self.runtime.api_keys if self.runtime is not None else ()
+        if not keys:
+            return
+        presented = request.headers.get(_API_KEY, b"")
+        # Compare against every key (no early exit) so timing does not reveal which matched.
+        matched = False
+        for key in keys:
+            matched |= hmac.compare_digest(presented, key)
+        if not matched:
+            raise Unauthorized(API_KEY_HEADER)
+
+    async def _answer_error(
+        self, send: Send, request: Request, exc: ApiError, runtime: Runtime | None
+    ) -> None:
+        """The one error path: contract body, headers, metrics and a log line."""
+        await respond(
+            send,
+            exc.status,
+            exc.body(),
+            content_type=JSON,
+            headers=[
+                *request.response_headers,
+                *((k.encode(), v.encode()) for k, v in exc.headers.items()),
+            ],
+        )
+        path = request.path
+        if runtime is not None and path.startswith(_V1_PREFIX):
+            route = self.routes.get(path)
+            runtime.metrics.reject(
+                route.endpoint if route and route.endpoint else "unknown", exc.reason
+            )
+        if isinstance(exc, Overloaded):
+            self.shed_log.count(path)
+            return
+        log = logger.error if exc.status >= 500 else logger.warning
+        log(
+            "request failed" if exc.status >= 500 else "request rejected",
+            extra={
+                "path": path,
+                "status": exc.status,
+                "error": exc.code,
+                "fields": [e["field"] for e in exc.errors[:10]],
+            },
+        )

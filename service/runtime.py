@@ -1,0 +1,149 @@
+"""What the routes need from a started worker, built once the model is loaded.
+
+:func:`build_runtime` is the one place that turns settings and a loaded model into the
+objects the front app (:mod:`service.app`) serves with; tests build one in-process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+import orjson
+
+from fraud_contract.api import ModelInfo
+from fraud_contract.schema import Transaction
+from service import bentoml_bridge
+from service.errors import Overloaded
+from service.logs import IdHasher
+from service.scoring import Scorer
+
+if TYPE_CHECKING:
+    from service.metrics import ServiceMetrics
+    from service.model import LoadedModel
+    from service.settings import ServiceSettings
+
+#: One queued single-score request: the transaction and whether reasons were asked for.
+ScoreJob = tuple[Transaction, bool]
+ScoreOne = Callable[[Transaction, bool], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Runtime:
+    """The loaded model and everything the routes use, for one worker."""
+
+    settings: ServiceSettings
+    scorer: Scorer
+    metrics: ServiceMetrics
+    #: The ``GET /v1/model`` body, serialised once.
+    model_info: bytes
+    #: Score one transaction in the next adaptive batch (with reasons if asked).
+    score_one: ScoreOne
+    api_keys: tuple[bytes, ...]
+    hasher: IdHasher
+
+
+class AdaptiveScorer:
+    """Single transactions -> BentoML's adaptive batcher -> one model call per batch.
+
+    Each queued job is a ``(transaction, explain)`` pair; the whole batch is scored in a
+    worker thread (one batch is in flight at a time, so one thread), so the event loop keeps
+    parsing and shedding while XGBoost's C code runs without the GIL. Rows per model call
+    are recorded as ``fraud_model_batch_size_rows{endpoint="single"}``.
+    """
+
+    def __init__(self, scorer: Scorer, metrics: ServiceMetrics, settings: ServiceSettings) -> None:
+        self.scorer = scorer
+        self.metrics = metrics
+        self.max_batch_size = settings.max_batch_size
+        self.max_latency_ms = settings.max_latency_ms
+        # Created on first use: BentoML's dispatcher binds the running event loop.
+        self._submit: Callable[[ScoreJob], Awaitable[dict[str, Any]]] | None = None
+
+    async def score_jobs(self, jobs: Sequence[ScoreJob]) -> list[dict[str, Any]]:
+        """Score one adaptive batch of jobs in one model call."""
+        transactions = [job[0] for job in jobs]
+        explain = [job[1] for job in jobs] if any(job[1] for job in jobs) else None
+        results, timings = await anyio.to_thread.run_sync(
+            self.scorer.score_timed, transactions, explain
+        )
+        self.metrics.observe_results("single", results, timings)
+        return results
+
+    async def __call__(self, transaction: Transaction, explain: bool = False) -> dict[str, Any]:
+        """Score one transaction in the next adaptive batch (TreeSHAP reasons if ``explain``)."""
+        if self._submit is None:
+            self._submit = bentoml_bridge.adaptive_batcher(
+                self.score_jobs,
+                max_batch_size=self.max_batch_size,
+                max_latency_ms=self.max_latency_ms,
+                on_shed=_queue_full,
+            )
+        return await self._submit((transaction, explain))
+
+
+def _queue_full() -> dict[str, Any]:
+    raise Overloaded("The scoring queue is full; retry shortly.")
+
+
+def model_info_body(model: LoadedModel, threshold: float) -> bytes:
+    """The ``GET /v1/model`` body: tag, threshold, card metrics and the contract's schema."""
+    card = model.card
+    name, _, version = model.tag.partition(":")
+    info = ModelInfo.model_validate(
+        {
+            "tag": model.tag,
+            "name": name,
+            "version": version,
+            "trained_at": card.trained_at,
+            "threshold": threshold,
+            "model_threshold": card.threshold,
+            "threshold_rule": card.threshold_rule,
+            "risk_bands": card.risk_bands,
+            "metrics": card.metrics,
+            "scenario_recall": card.scenario_recall,
+            "feature_names": card.feature_names,
+            "dataset": card.dataset,
+            "code_version": card.code_version,
+            "schema": Transaction.model_json_schema(),
+        }
+    )
+    return orjson.dumps(info.model_dump(mode="json", by_alias=True))
+
+
+#: A realistic transaction scored once before readiness (features, contributions, reasons).
+WARM_UP = {
+    "timestamp": "2018-08-09T14:23:05",
+    "customer_id": "warm-up",
+    "terminal_id": "warm-up",
+    "amount": 1.0,
+}
+
+
+def build_runtime(
+    settings: ServiceSettings,
+    model: LoadedModel,
+    metrics: ServiceMetrics,
+    *,
+    score_one: ScoreOne | None = None,
+) -> Runtime:
+    """Scorer, adaptive batcher, model info and keys for ``model`` under ``settings``.
+
+    ``score_one`` replaces the adaptive batcher (tests that need no BentoML dispatcher).
+    The full request path runs once here, so the first real request pays no warm-up.
+    """
+    scorer = Scorer(
+        model, threshold=settings.threshold, top_k=settings.reasons_top_k, reasons=settings.reasons
+    )
+    scorer.score([Transaction.model_validate(WARM_UP)], explain=[True])
+    return Runtime(
+        settings=settings,
+        scorer=scorer,
+        metrics=metrics,
+        model_info=model_info_body(model, scorer.threshold),
+        score_one=score_one or AdaptiveScorer(scorer, metrics, settings),
+        api_keys=settings.accepted_api_keys(),
+        hasher=settings.id_hasher(),
+    )

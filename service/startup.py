@@ -1,0 +1,81 @@
+"""What a worker does when it starts, one function per step (called by :mod:`service.service`)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+from service import bentoml_bridge
+from service.logs import LOGGER_NAME, configure_logging
+from service.metrics import create_metrics
+from service.model import ModelLoadError, load_from_store
+from service.runtime import Runtime, build_runtime
+from service.settings import ServiceSettings, SettingsError
+
+if TYPE_CHECKING:
+    from service.model import LoadedModel
+
+logger = logging.getLogger(LOGGER_NAME)
+
+#: CPython's GIL switch interval in the worker (see :func:`tune_process`).
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
+def fail(reason: str) -> None:
+    """Stop the process with exit code 2 and one line saying why (no traceback)."""
+    print(f"fraud-scoring: cannot serve: {reason}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def check_settings(settings: ServiceSettings) -> None:
+    """Refuse settings that cannot serve (exit 2 with one line naming the variable)."""
+    try:
+        settings.id_hasher()
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+def load_model_or_exit(model_ref: Any, settings: ServiceSettings) -> LoadedModel:
+    """The declared model, loaded and warmed up; exit 2 with one line if it cannot serve."""
+    try:
+        return load_from_store(
+            model_ref, model_tag=settings.model_tag, threads=settings.model_threads
+        )
+    except ModelLoadError as exc:
+        fail(str(exc))
+        raise  # unreachable: fail() exits
+
+
+def tune_process() -> None:
+    """Process-wide tuning for a scoring worker, once everything is loaded.
+
+    * ``gc.freeze``: the objects loaded so far (BentoML, pyarrow, the model) live as long as
+      the process; keeping them out of the cyclic collector's full passes removes the latency
+      spikes those passes caused under load.
+    * a 1 ms GIL switch interval: the batch is scored in a worker thread beside the event
+      loop; with CPython's 5 ms default the loop, busy shedding at overload, starved the
+      scoring thread (docs/performance.md).
+    """
+    gc.collect()
+    gc.freeze()
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+
+def start_worker(settings: ServiceSettings, model: LoadedModel) -> Runtime:
+    """Logging, metrics and the runtime of one worker for an already loaded ``model``."""
+    configure_logging(
+        log_format=settings.log_format,
+        level=settings.log_level,
+        model_version=model.tag.partition(":")[2],
+    )
+    if settings.id_hash_key is None and settings.dev_mode:
+        logger.warning("FRAUD_DEV_MODE: card ids in logs are hashed with a throw-away key")
+    threshold = model.card.threshold if settings.threshold is None else settings.threshold
+    metrics = create_metrics(model.tag, threshold, bentoml_bridge.server_labels())
+    runtime = build_runtime(settings, model, metrics)
+    logger.info(
+        "model loaded", extra={"model_tag": model.tag, "threshold": runtime.scorer.threshold}
+    )
+    return runtime
