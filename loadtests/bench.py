@@ -51,7 +51,7 @@ from loadtests.bench_report import write_reports
 from loadtests.overload import measure
 from loadtests.peers.mlserver_env import ensure_mlserver_env
 from loadtests.peers.mlserver_model import MLSERVER_MODEL_NAME, write_repository
-from loadtests.procstats import tree_rss_bytes
+from loadtests.process_memory import tree_rss_bytes
 from tests.support.net import free_port
 from tests.support.process import ServerProcess, running_server
 

@@ -28,7 +28,7 @@ import gevent
 from locust import FastHttpUser, task
 from locust.env import Environment
 
-from loadtests.stats import Sample, summarise
+from loadtests.latency_stats import Sample, summarise
 
 #: Transaction ids and probabilities are compared with this tolerance (float32 model output).
 PROBABILITY_TOLERANCE = 1e-4
@@ -163,9 +163,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     PACING.rate = args.warmup_rate
     runner.start(args.users, spawn_rate=args.users)
     gevent.sleep(args.warmup)
-    # The client keeps every sample; the cyclic collector's full passes over them stalled
-    # all users for tens of milliseconds (p99 spikes of 50 ms against a bare echo). Nothing
-    # here builds reference cycles that need it, so it is off while the plan runs.
+    # The client keeps every sample; the cyclic collector's full passes over them stall every
+    # user (docs/performance.md, "Client choices"). Nothing here builds reference cycles that
+    # need it, so it is off while the plan runs.
     gc.collect()
     gc.freeze()
     gc.disable()

@@ -1,9 +1,9 @@
 """Overload and recovery, driven open-loop by a Go client (vegeta's library) on its own core.
 
-Why not the benchmark's Locust client here: at twice the service's capacity (about 6,000
-req/s) one Locust core is saturated itself. Against the bare Starlette echo the same plan
-gave a client-side p99 of 26 ms, above the 20 ms that a rejection must take, and the client
-stayed disturbed for seconds after the load dropped, so neither target could be judged.
+Why not the benchmark's Locust client here: at twice the service's capacity one Locust core
+is saturated itself, its own latency rises above what a rejection may take and stays disturbed
+after the load drops, so neither target could be judged (measured in docs/performance.md,
+"Client choices").
 ``phased-attack`` (``loadtests/phased_attack``, built on vegeta's attack library by
 ``make system-deps``) paces requests at constant rates (open loop: a slow answer does not
 delay the next request), costs far less per request, and keeps its connections through every
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from loadtests.stats import Sample, summarise
+from loadtests.latency_stats import Sample, summarise
 
 #: At most this many requests in flight (vegeta workers): well past one worker's admission
 #: limit (64), as 128 users were in the Locust version of this plan.

@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from loadtests.charts import plot_history, read_history
+from loadtests.run_chart import plot_history, read_history
 from tests.support.api import served_process, tiny_model_tag
 from tests.support.net import free_port
 

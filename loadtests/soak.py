@@ -29,7 +29,7 @@ from loadtests.bench import (
     serve,
     write_request_files,
 )
-from loadtests.procstats import tree_rss_bytes
+from loadtests.process_memory import tree_rss_bytes
 from tests.support.net import free_port
 
 MAX_RSS_GROWTH = 0.05

@@ -22,7 +22,6 @@ import pandas as pd
 from fraud_contract.api import SCORE_COLUMNS
 from ui.client import APIError, ScoringClient
 from ui.form import build_transaction
-from ui.metrics import MetricsSnapshot, compute_stats, parse_metrics
 from ui.render import (
     batch_summary_html,
     empty_reasons,
@@ -35,6 +34,7 @@ from ui.render import (
     score_histogram,
     service_stats_html,
 )
+from ui.service_stats import MetricsSnapshot, compute_stats, parse_metrics
 from ui.settings import UISettings
 
 logger = logging.getLogger("fraud_ui")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_contract.api import ModelInfo, ScoreResult
-from ui.metrics import ServiceStats
+from ui.service_stats import ServiceStats
 
 HISTOGRAM_BINS: Final = 20
 #: Risk bands get a colour by their position (lowest band first).

@@ -12,7 +12,7 @@ import pytest
 
 os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")  # no gevent patching in the test process
 
-from loadtests import bench, bench_client, bench_report, charts, soak
+from loadtests import bench, bench_client, bench_report, run_chart, soak
 from loadtests.bench_client import Sample
 
 
@@ -247,10 +247,10 @@ def test_run_chart_reads_locust_history(tmp_path: Path) -> None:
     )
     csv_path = tmp_path / "h.csv"
     csv_path.write_text(header + rows)
-    history = charts.read_history(csv_path)
+    history = run_chart.read_history(csv_path)
     assert history.seconds == [0, 1, 2, 3, 4]
     assert history.p99 == [0, 3, 6, 9, 12]
-    out = charts.plot_history(history, tmp_path / "run.png", "t")
+    out = run_chart.plot_history(history, tmp_path / "run.png", "t")
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from loadtests import overload
+from loadtests.latency_stats import Sample
 from loadtests.overload import Phase
-from loadtests.stats import Sample
 
 PHASES = [Phase(100, 5), Phase(400, 10), Phase(100, 10)]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ui.metrics import MetricsSnapshot, compute_stats, histogram_quantile, parse_metrics
+from ui.service_stats import MetricsSnapshot, compute_stats, histogram_quantile, parse_metrics
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, float("inf"))
 
