@@ -22,33 +22,50 @@ All windows are computed with one sort and binary searches over a composite
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
 
 import numpy as np
 import pandas as pd
 
 from fraud_contract.schema import AGGREGATE_FIELDS, is_whole_number
-from training.simulator import SECONDS_PER_DAY, entity_index
+from fraud_contract.windows import (
+    CUSTOMER_STD_WINDOWS,
+    CUSTOMER_WINDOWS,
+    HIGH_AMOUNT_FACTOR,
+    HIGH_AMOUNT_WINDOWS,
+    LABEL_DELAY_DAYS,
+    PLAIN_AMOUNT_FACTOR,
+    REFERENCE_DAYS,
+    REFERENCE_FALLBACK_DAYS,
+    REFERENCE_LAG_DAYS,
+    SECONDS_PER_DAY,
+    TERMINAL_WINDOWS,
+    Window,
+    customer_window,
+    is_high,
+    is_plain,
+    label_delay_seconds,
+    population_variance,
+    terminal_window,
+)
+from training.simulator import entity_index
 
-CUSTOMER_WINDOWS: Final[tuple[int, ...]] = (1, 7, 30)
-TERMINAL_WINDOWS: Final[tuple[int, ...]] = (1, 7, 30)
-#: Days before a transaction's fraud label is known (the handbook's delay).
-LABEL_DELAY_DAYS: Final = 7
-#: The card's reference amount profile is its mean over the REFERENCE_DAYS that end
-#: REFERENCE_LAG_DAYS before the transaction: recent activity (a compromise in progress that
-#: inflates every recent average) does not move the reference.
-REFERENCE_LAG_DAYS: Final = 14
-REFERENCE_DAYS: Final = 30
-#: A card transaction counts as "high" when its amount exceeds this multiple of the card's
-#: reference mean (simulated genuine amounts have std = mean / 2, so 3x is 4 std out).
-HIGH_AMOUNT_FACTOR: Final = 3.0
-HIGH_AMOUNT_WINDOWS: Final[tuple[int, ...]] = (1, 7)
-#: A fraud counts as "plain" (an ordinary purchase for its card, as a compromised terminal's
-#: are) when its amount is at most this multiple of the card's reference mean. Stricter than
-#: the high-amount rule: genuine amounts sit below 2x (2 std) 98% of the time, while the
-#: isolated big-ticket frauds that do not mean "terminal compromised" mostly sit between 2x
-#: and 3x; 2x raised test AP on all five simulator seeds (+0.001 to +0.005) over 3x.
-PLAIN_AMOUNT_FACTOR: Final = 2.0
+#: Window spans, factors and the label delay: defined once, in :mod:`fraud_contract.windows`
+#: (the online history store uses the same definitions).
+__all__ = [
+    "CUSTOMER_WINDOWS",
+    "HIGH_AMOUNT_FACTOR",
+    "HIGH_AMOUNT_WINDOWS",
+    "LABEL_DELAY_DAYS",
+    "PLAIN_AMOUNT_FACTOR",
+    "REFERENCE_DAYS",
+    "REFERENCE_LAG_DAYS",
+    "TERMINAL_WINDOWS",
+    "add_aggregates",
+    "customer_aggregates",
+    "customer_reference_aggregates",
+    "terminal_aggregates",
+    "terminal_fraud_run",
+]
 
 
 def _sorted_keys(entity: np.ndarray, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +80,16 @@ def _sorted_keys(entity: np.ndarray, seconds: np.ndarray) -> tuple[np.ndarray, n
     return order, key[order]
 
 
+def _window_bound(key: np.ndarray, window: Window, edge: str) -> np.ndarray:
+    """For each sorted row, the index bounding ``window`` on one side (``edge`` "start"/"end").
+
+    ``searchsorted(..., side="right")`` on ``key - offset`` finds the first row with time
+    ``> t - offset``: the window's exclusive start, or one past its inclusive end.
+    """
+    offset = window.start if edge == "start" else window.end
+    return np.searchsorted(key, key - offset, side="right")
+
+
 def _window_sum(cumsum: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Sum of the sorted values in ``[lo, hi)`` from a cumsum with a leading 0."""
     return cumsum[hi] - cumsum[lo]
@@ -73,7 +100,7 @@ def customer_aggregates(
     seconds: np.ndarray,
     amount: np.ndarray,
     windows: Sequence[int] = CUSTOMER_WINDOWS,
-    std_windows: Sequence[int] = (30,),
+    std_windows: Sequence[int] = CUSTOMER_STD_WINDOWS,
 ) -> dict[str, np.ndarray]:
     """Per-transaction card windows: count, mean amount and (some windows) std of amount."""
     order, key = _sorted_keys(customer, seconds)
@@ -88,16 +115,17 @@ def customer_aggregates(
     hi = np.arange(1, n + 1)  # inclusive of the row itself
     out: dict[str, np.ndarray] = {}
     for days in windows:
-        lo = np.searchsorted(key, key - days * SECONDS_PER_DAY, side="right")
+        lo = _window_bound(key, customer_window(days), "start")
         count = (hi - lo).astype(np.float64)
         total = _grouped_window_sum(cs1, lo, hi, group_start)
         mean = total / count
         out[f"customer_nb_tx_{days}d"] = _unsort(count, order)
         out[f"customer_avg_amount_{days}d"] = _unsort(mean, order)
         if days in std_windows:
-            var = _grouped_window_sum(cs2, lo, hi, group_start) / count - mean * mean
             # Population std; float rounding can leave tiny non-zero variances.
-            var[var <= 1e-9 * np.maximum(mean * mean, 1.0)] = 0.0
+            _, var = population_variance(
+                total, _grouped_window_sum(cs2, lo, hi, group_start), count
+            )
             out[f"customer_std_amount_{days}d"] = _unsort(np.sqrt(var), order)
     return out
 
@@ -126,23 +154,26 @@ def customer_reference_aggregates(
     ent = customer[order]
     group_start = np.searchsorted(ent, ent, side="left")
     cs1 = _grouped_prefix(a, ent)
-    hi = np.searchsorted(key, key - lag_days * SECONDS_PER_DAY, side="right")
-    lo = np.searchsorted(key, key - (lag_days + reference_days) * SECONDS_PER_DAY, side="right")
+    reference_window = Window(
+        start=(lag_days + reference_days) * SECONDS_PER_DAY, end=lag_days * SECONDS_PER_DAY
+    )
+    hi = _window_bound(key, reference_window, "end")
+    lo = _window_bound(key, reference_window, "start")
     hi = np.maximum(hi, group_start)
     lo = np.minimum(np.maximum(lo, group_start), hi)
     count = hi - lo
     filled = count > 0
     # Fallback: the 30-day mean including the row (always defined).
-    lo30 = np.searchsorted(key, key - 30 * SECONDS_PER_DAY, side="right")
+    lo30 = _window_bound(key, customer_window(REFERENCE_FALLBACK_DAYS), "start")
     rows = np.arange(1, n + 1)
     reference = _grouped_window_sum(cs1, lo30, rows, group_start) / (rows - lo30)
     reference[filled] = (
         _grouped_window_sum(cs1, lo[filled], hi[filled], group_start[filled]) / count[filled]
     )
-    high_cs = np.concatenate([[0.0], np.cumsum(a > HIGH_AMOUNT_FACTOR * reference)])
+    high_cs = np.concatenate([[0.0], np.cumsum(is_high(a, reference))])
     out = {"customer_avg_amount_ref": _unsort(reference, order)}
     for days in high_windows:
-        lo_w = np.searchsorted(key, key - days * SECONDS_PER_DAY, side="right")
+        lo_w = _window_bound(key, customer_window(days), "start")
         out[f"customer_nb_high_amount_{days}d"] = _unsort(_window_sum(high_cs, lo_w, rows), order)
     return out
 
@@ -159,12 +190,12 @@ def terminal_aggregates(
     n = key.shape[0]
     fraud_cs = np.concatenate([[0.0], np.cumsum(is_fraud[order].astype(np.float64))])
     # Rows with time <= t - delay end the window (side="right" keeps equal times in).
-    hi = np.searchsorted(key, key - delay_days * SECONDS_PER_DAY, side="right")
+    hi = _window_bound(key, terminal_window(windows[0], delay_days), "end")
     # The current row always satisfies time <= t, so the end is never past it.
     hi = np.minimum(hi, np.arange(1, n + 1))
     out: dict[str, np.ndarray] = {}
     for days in windows:
-        lo = np.searchsorted(key, key - (delay_days + days) * SECONDS_PER_DAY, side="right")
+        lo = _window_bound(key, terminal_window(days, delay_days), "start")
         lo = np.minimum(lo, hi)
         count = (hi - lo).astype(np.float64)
         frauds = _window_sum(fraud_cs, lo, hi)
@@ -202,7 +233,7 @@ def terminal_fraud_run(
     group_start = np.searchsorted(ent, ent, side="left")
     # Last labelled row (side="right" keeps equal times in, as the delayed windows do).
     last = np.minimum(
-        np.searchsorted(key, key - delay_days * SECONDS_PER_DAY, side="right"), rows + 1
+        np.searchsorted(key, key - label_delay_seconds(delay_days), side="right"), rows + 1
     )
     last -= 1
     labelled = last >= group_start
@@ -261,7 +292,7 @@ def add_aggregates(frame: pd.DataFrame, delay_days: int = LABEL_DELAY_DAYS) -> p
     reference = customer_reference_aggregates(customer, seconds, amount)
     # A fraud is "plain" when its amount was ordinary for its card: what a compromised
     # terminal produces.
-    plain = (is_fraud == 1) & (amount <= PLAIN_AMOUNT_FACTOR * reference["customer_avg_amount_ref"])
+    plain = (is_fraud == 1) & is_plain(amount, reference["customer_avg_amount_ref"])
     values = {
         **customer_aggregates(customer, seconds, amount, CUSTOMER_WINDOWS, std_windows),
         **reference,

@@ -1,0 +1,423 @@
+"""The server-side Lua scripts of the history store, with the window spans filled in.
+
+The spans, factors and the label delay come from :mod:`fraud_contract.windows` (the same
+definitions the offline aggregates use); the scripts implement exactly the contract's windows
+(asserted below, so a change to the window tuples cannot silently leave the store behind).
+
+Binary layouts (little-endian, ``struct`` formats as in Lua's and Python's struct modules):
+
+* card history, a STRING: header ``I4`` (event time of the oldest remembered transaction id,
+  0 = none), then one record per transaction ``I4 d H``: time (epoch seconds), amount,
+  bits = high + 2 * plain + 8 * tag;
+* terminal history, a STRING: header ``I4 I4 I4 I4``: the fraud run that the forgotten
+  (trimmed) rows end with (count, plain count, time of its first fraud) and the oldest
+  remembered id's time; then one record per transaction ``I4 H``: time, bits = labelled +
+  2 * fraud + 4 * plain + 8 * tag;
+* remembered ids, a HASH per card / terminal: transaction id -> ``I4`` time + the result
+  returned the first time.
+
+``tag`` is 13 bits of the transaction id's CRC-32: labels find their record by time and tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+from fraud_contract import windows as w
+
+# The contract has exactly these windows; the scripts below compute exactly these.
+assert w.CUSTOMER_WINDOWS == (1, 7, 30), "update service/history/scripts.py"
+assert w.CUSTOMER_STD_WINDOWS == (30,), "update service/history/scripts.py"
+assert w.HIGH_AMOUNT_WINDOWS == (1, 7), "update service/history/scripts.py"
+assert w.TERMINAL_WINDOWS == (1, 7, 30), "update service/history/scripts.py"
+assert w.REFERENCE_FALLBACK_DAYS == 30, "update service/history/scripts.py"
+
+CARD_HEADER: Final = 4
+CARD_RECORD: Final = 14
+TERMINAL_HEADER: Final = 16
+TERMINAL_RECORD: Final = 6
+#: Op layout of the update script: kind (1 card, 2 terminal), index of the entity's first key
+#: in KEYS, time, amount, tag.
+OP_FORMAT: Final = "<BHIdH"
+CARD_RESULT_FORMAT: Final = "<BIIIdddddII"
+TERMINAL_RESULT_FORMAT: Final = "<BIIIIIIIII"
+LABEL_OP_FORMAT: Final = "<IHB"
+TAG_BITS: Final = 13
+
+_COMMON = r"""
+local CHUNK = 2000
+local fmt_cache = {}
+local function fmt_of(rec, m)
+  local key = rec .. m
+  local f = fmt_cache[key]
+  if not f then f = '<' .. string.rep(rec, m); fmt_cache[key] = f end
+  return f
+end
+-- All records of a blob as one flat array (nfields values per record) and their number.
+local function unpack_all(blob, header, rec, width, nfields)
+  local n = (#blob - header) / width
+  if n <= 0 then return {}, 0 end
+  if n <= CHUNK then return {struct.unpack(fmt_of(rec, n), blob, header + 1)}, n end
+  local vals, done, pos = {}, 0, header + 1
+  while done < n do
+    local m = math.min(CHUNK, n - done)
+    local chunk = {struct.unpack(fmt_of(rec, m), blob, pos)}
+    local base = done * nfields
+    for j = 1, m * nfields do vals[base + j] = chunk[j] end
+    done = done + m
+    pos = pos + m * width
+  end
+  return vals, n
+end
+local function bit_of(bits, k) return math.floor(bits / k) % 2 end
+"""
+
+UPDATE_SCRIPT: Final = (
+    _COMMON
+    + r"""
+local D1, D7, D30 = {D1}, {D7}, {D30}
+local REF_END, REF_START = {REF_END}, {REF_START}
+local DELAY = {DELAY}
+local HIGH, PLAIN, NOISE = {HIGH}, {PLAIN}, {NOISE}
+
+local record = ARGV[1] == '1'
+local card_keep, term_keep, id_keep = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local card_ttl, term_ttl, id_ttl = ARGV[5], ARGV[6], ARGV[7]
+local ops = ARGV[8]
+local FIRST_ID = 8
+
+-- Forget remembered ids older than the retention (event time of the entity's newest row).
+local function trim_ids(ik, oldest, newest)
+  if oldest == 0 or oldest > newest - id_keep then return oldest end
+  local all = redis.call('HGETALL', ik)
+  local keep_oldest = 0
+  for j = 1, #all, 2 do
+    local tj = struct.unpack('<I4', all[j + 1])
+    if tj <= newest - id_keep then
+      redis.call('HDEL', ik, all[j])
+    elseif keep_oldest == 0 or tj < keep_oldest then
+      keep_oldest = tj
+    end
+  end
+  return keep_oldest
+end
+
+local function remember(ik, txid, t, res, oldest)
+  if txid == '' then return oldest end
+  redis.call('HSET', ik, txid, struct.pack('<I4', t) .. res)
+  redis.call('PEXPIRE', ik, id_ttl)
+  if oldest == 0 or t < oldest then return t end
+  return oldest
+end
+
+local function card_op(hk, ik, t, a, tag, txid)
+  if txid ~= '' then
+    local prev = redis.call('HGET', ik, txid)
+    if prev then return '\1' .. string.sub(prev, 5) end
+  end
+  local blob = redis.call('GET', hk) or ''
+  local oldest = 0
+  if #blob >= 4 then oldest = struct.unpack('<I4', blob, 1) end
+  local v, n = unpack_all(blob, 4, 'I4dH', 14, 3)
+  local c1, c7, c30, s1, s7, s30, q30, rc, rs, h1, h7 = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+  local ins = n
+  for j = 1, n do
+    local b = 3 * j
+    local tj = v[b - 2]
+    if tj > t then ins = j - 1; break end
+    local age = t - tj
+    local aj = v[b - 1]
+    if age < D30 then
+      c30 = c30 + 1; s30 = s30 + aj; q30 = q30 + aj * aj
+      if age < D7 then
+        local high = v[b] % 2
+        c7 = c7 + 1; s7 = s7 + aj; h7 = h7 + high
+        if age < D1 then c1 = c1 + 1; s1 = s1 + aj; h1 = h1 + high end
+      end
+    end
+    if age >= REF_END and age < REF_START then rc = rc + 1; rs = rs + aj end
+  end
+  c1 = c1 + 1; c7 = c7 + 1; c30 = c30 + 1
+  s1 = s1 + a; s7 = s7 + a; s30 = s30 + a; q30 = q30 + a * a
+  local ref
+  if rc > 0 then ref = rs / rc else ref = s30 / c30 end
+  local high, plain = 0, 0
+  if a > HIGH * ref then high = 1 end
+  if a <= PLAIN * ref then plain = 1 end
+  h1 = h1 + high; h7 = h7 + high
+  local m30 = s30 / c30
+  local var = q30 / c30 - m30 * m30
+  if var <= NOISE * math.max(m30 * m30, 1.0) then var = 0 end
+  local res = struct.pack('<I4I4I4dddddI4I4', c1, c7, c30, s1 / c1, s7 / c7, m30, math.sqrt(var),
+                          ref, h1, h7)
+  if not record then return '\2' .. res end
+
+  local rec = struct.pack('<I4dH', t, a, high + 2 * plain + 8 * tag)
+  local newest = t
+  if n > 0 and v[3 * n - 2] > t then newest = v[3 * n - 2] end
+  local k = 0
+  while k < n and v[3 * (k + 1) - 2] <= newest - card_keep do k = k + 1 end
+  local new_oldest = trim_ids(ik, remember(ik, txid, t, res, oldest), newest)
+  -- Always one SET of the whole history: APPEND would leave the value over-allocated.
+  local header = struct.pack('<I4', new_oldest)
+  local cut = 4 + k * 14
+  if #blob == 0 then
+    redis.call('SET', hk, header .. rec)
+  elseif ins < k then
+    redis.call('SET', hk, header .. string.sub(blob, cut + 1))
+  else
+    local at = 4 + ins * 14
+    redis.call('SET', hk, header .. string.sub(blob, cut + 1, at) .. rec
+               .. string.sub(blob, at + 1))
+  end
+  redis.call('PEXPIRE', hk, card_ttl)
+  return '\0' .. res
+end
+
+local function terminal_op(hk, ik, t, tag, txid)
+  if txid ~= '' then
+    local prev = redis.call('HGET', ik, txid)
+    if prev then return '\1' .. string.sub(prev, 5) end
+  end
+  local blob = redis.call('GET', hk) or ''
+  local hnb, hplain, hfirst, oldest = 0, 0, 0, 0
+  if #blob >= 16 then hnb, hplain, hfirst, oldest = struct.unpack('<I4I4I4I4', blob, 1) end
+  local v, n = unpack_all(blob, 16, 'I4H', 6, 2)
+  local td = t - DELAY
+  local n1, n7, n30, f1, f7, f30 = 0, 0, 0, 0, 0, 0
+  local last, ins = 0, n
+  for j = 1, n do
+    local tj = v[2 * j - 1]
+    if tj > t then ins = j - 1; break end
+    if tj <= td then
+      last = j
+      local age = td - tj
+      if age < D30 then
+        local fraud = bit_of(v[2 * j], 2)
+        n30 = n30 + 1; f30 = f30 + fraud
+        if age < D7 then
+          n7 = n7 + 1; f7 = f7 + fraud
+          if age < D1 then n1 = n1 + 1; f1 = f1 + fraud end
+        end
+      end
+    end
+  end
+  -- The run: known frauds after the last known genuine row (unlabelled known = genuine).
+  local rn, rp, rf = 0, 0, 0
+  local j = last
+  while j >= 1 and bit_of(v[2 * j], 2) == 1 do
+    rn = rn + 1; rp = rp + bit_of(v[2 * j], 4); rf = v[2 * j - 1]
+    j = j - 1
+  end
+  if j == 0 and hnb > 0 then rn = rn + hnb; rp = rp + hplain; rf = hfirst end
+  local res = struct.pack('<I4I4I4I4I4I4I4I4I4', n1, n7, n30, f1, f7, f30, rn, rp, rf)
+  if not record then return '\2' .. res end
+
+  local rec = struct.pack('<I4H', t, 8 * tag)
+  local newest = t
+  if n > 0 and v[2 * n - 1] > t then newest = v[2 * n - 1] end
+  local k = 0
+  while k < n and v[2 * (k + 1) - 1] <= newest - term_keep do k = k + 1 end
+  local new_oldest = trim_ids(ik, remember(ik, txid, t, res, oldest), newest)
+  if #blob == 0 then
+    redis.call('SET', hk, struct.pack('<I4I4I4I4', 0, 0, 0, new_oldest) .. rec)
+  else
+    -- Fold the forgotten rows into the run they end with.
+    for q = 1, k do
+      local bits = v[2 * q]
+      if bit_of(bits, 2) == 1 then
+        if hnb == 0 then hfirst = v[2 * q - 1] end
+        hnb = hnb + 1; hplain = hplain + bit_of(bits, 4)
+      else
+        hnb, hplain, hfirst = 0, 0, 0
+      end
+    end
+    local header = struct.pack('<I4I4I4I4', hnb, hplain, hfirst, new_oldest)
+    local cut = 16 + k * 6
+    if ins < k then
+      redis.call('SET', hk, header .. string.sub(blob, cut + 1))
+    else
+      local at = 16 + ins * 6
+      redis.call('SET', hk, header .. string.sub(blob, cut + 1, at) .. rec
+                 .. string.sub(blob, at + 1))
+    end
+  end
+  redis.call('PEXPIRE', hk, term_ttl)
+  return '\0' .. res
+end
+
+local out = {}
+local nops = #ops / 17
+for i = 1, nops do
+  local kind, k, t, a, tag = struct.unpack('<BHI4dH', ops, (i - 1) * 17 + 1)
+  local txid = ARGV[FIRST_ID + i]
+  if kind == 1 then
+    out[i] = card_op(KEYS[k], KEYS[k + 1], t, a, tag, txid)
+  else
+    out[i] = terminal_op(KEYS[k], KEYS[k + 1], t, tag, txid)
+  end
+end
+return table.concat(out)
+"""
+)
+
+#: Labels: KEYS are terminal histories (one per op), ARGV[1] the packed ops (time, tag,
+#: flags = has_tag + 2 * fraud + 4 * plain). Returns how many records each label set.
+LABEL_SCRIPT: Final = (
+    _COMMON
+    + r"""
+local out = {}
+local ops = ARGV[1]
+for i = 1, #KEYS do
+  local t, tag, flags = struct.unpack('<I4HB', ops, (i - 1) * 7 + 1)
+  local hk = KEYS[i]
+  local blob = redis.call('GET', hk) or ''
+  local v, n = unpack_all(blob, 16, 'I4H', 6, 2)
+  local matched = 0
+  local bits_new = 1 + 2 * bit_of(flags, 2) + 4 * bit_of(flags, 4)
+  for j = 1, n do
+    local tj = v[2 * j - 1]
+    if tj > t then break end
+    if tj == t then
+      local rtag = math.floor(v[2 * j] / 8)
+      if flags % 2 == 0 or rtag == tag then
+        redis.call('SETRANGE', hk, 16 + (j - 1) * 6 + 4, struct.pack('<H', rtag * 8 + bits_new))
+        matched = matched + 1
+      end
+    end
+  end
+  out[i] = matched
+end
+return out
+"""
+)
+
+#: The plain bit of card records: KEYS card histories, ARGV[1] packed (time, tag, has_tag).
+#: Returns per op 1 (plain), 0 (not plain) or -1 (no such record).
+PLAIN_SCRIPT: Final = (
+    _COMMON
+    + r"""
+local out = {}
+local ops = ARGV[1]
+for i = 1, #KEYS do
+  local t, tag, flags = struct.unpack('<I4HB', ops, (i - 1) * 7 + 1)
+  local blob = redis.call('GET', KEYS[i]) or ''
+  local v, n = unpack_all(blob, 4, 'I4dH', 14, 3)
+  local found = -1
+  for j = 1, n do
+    local tj = v[3 * j - 2]
+    if tj > t then break end
+    if tj == t and (flags % 2 == 0 or math.floor(v[3 * j] / 8) == tag) then
+      found = bit_of(v[3 * j], 2)
+      break
+    end
+  end
+  out[i] = found
+end
+return out
+"""
+)
+
+#: Backfill: merge sorted records (no header) into one history. KEYS[1] the history,
+#: ARGV[1] kind (1 card, 2 terminal), ARGV[2] the records, ARGV[3] keep seconds, ARGV[4] TTL
+#: in ms. Existing rows come first among equal times. Returns the number of rows kept.
+MERGE_SCRIPT: Final = (
+    _COMMON
+    + r"""
+local hk = KEYS[1]
+local card = ARGV[1] == '1'
+local incoming, keep, ttl = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local header_len, rec, width, nf = 16, 'I4H', 6, 2
+if card then header_len, rec, width, nf = 4, 'I4dH', 14, 3 end
+local blob = redis.call('GET', hk) or ''
+local h = {0, 0, 0, 0}
+if card and #blob >= 4 then h[4] = struct.unpack('<I4', blob, 1) end
+if (not card) and #blob >= 16 then h[1], h[2], h[3], h[4] = struct.unpack('<I4I4I4I4', blob, 1) end
+local old, n_old = unpack_all(blob, header_len, rec, width, nf)
+local new, n_new = unpack_all(header_len > 0 and (string.rep('\0', header_len) .. incoming)
+                              or incoming, header_len, rec, width, nf)
+local merged, i, j, m = {}, 1, 1, 0
+while i <= n_old or j <= n_new do
+  local src, idx
+  if j > n_new or (i <= n_old and old[nf * (i - 1) + 1] <= new[nf * (j - 1) + 1]) then
+    src, idx = old, i; i = i + 1
+  else
+    src, idx = new, j; j = j + 1
+  end
+  m = m + 1
+  merged[m] = idx * 10 + (src == old and 0 or 1)
+end
+local function field(entry, f)
+  local idx, which = math.floor(entry / 10), entry % 10
+  local src = which == 0 and old or new
+  return src[nf * (idx - 1) + f]
+end
+local newest = 0
+if m > 0 then newest = field(merged[m], 1) end
+local parts, kept = {}, 0
+for q = 1, m do
+  local e = merged[q]
+  local tq = field(e, 1)
+  if tq <= newest - keep then
+    if not card then
+      local bits = field(e, 2)
+      if bit_of(bits, 2) == 1 then
+        if h[1] == 0 then h[3] = tq end
+        h[1] = h[1] + 1; h[2] = h[2] + bit_of(bits, 4)
+      else
+        h[1], h[2], h[3] = 0, 0, 0
+      end
+    end
+  else
+    kept = kept + 1
+    if card then
+      parts[kept] = struct.pack('<I4dH', tq, field(e, 2), field(e, 3))
+    else
+      parts[kept] = struct.pack('<I4H', tq, field(e, 2))
+    end
+  end
+end
+local header = struct.pack('<I4I4I4I4', h[1], h[2], h[3], h[4])
+if card then header = struct.pack('<I4', h[4]) end
+redis.call('SET', hk, header .. table.concat(parts))
+redis.call('PEXPIRE', hk, ttl)
+return kept
+"""
+)
+
+
+def _render(source: str) -> str:
+    """Fill the window spans and rules from :mod:`fraud_contract.windows` into a script."""
+    day = w.SECONDS_PER_DAY
+    values = {
+        "D1": w.customer_window(1).start,
+        "D7": w.customer_window(7).start,
+        "D30": w.customer_window(30).start,
+        "REF_END": w.REFERENCE_WINDOW.end,
+        "REF_START": w.REFERENCE_WINDOW.start,
+        "DELAY": w.label_delay_seconds(),
+        "HIGH": repr(float(w.HIGH_AMOUNT_FACTOR)),
+        "PLAIN": repr(float(w.PLAIN_AMOUNT_FACTOR)),
+        "NOISE": repr(float(w.VARIANCE_NOISE)),
+    }
+    # Terminal windows measured from the delayed end use the same day spans.
+    assert w.terminal_window(30).start - w.terminal_window(30).end == 30 * day
+    for name, value in values.items():
+        source = source.replace("{" + name + "}", str(value))
+    return source
+
+
+class Script:
+    """One Lua script: its rendered source and SHA-1 (for EVALSHA)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = _render(source)
+        self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+
+
+UPDATE: Final = Script(UPDATE_SCRIPT)
+LABEL: Final = Script(LABEL_SCRIPT)
+PLAIN: Final = Script(PLAIN_SCRIPT)
+MERGE: Final = Script(MERGE_SCRIPT)
+ALL_SCRIPTS: Final = (UPDATE, LABEL, PLAIN, MERGE)
