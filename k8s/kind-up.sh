@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Run the whole stack on a local kind cluster (needs Docker, kind, kubectl and helm):
-#   kind cluster (k8s/kind-config.yaml) -> `make image` -> kind load -> ingress-nginx ->
-#   the chart with the ingress on -> `helm test`. In-cluster clients (kind's pod network
-#   10.244.0.0/16, e.g. `make k8s-loadtest`) are exempt from the ingress rate limit.
+#   kind cluster (k8s/kind-config.yaml) -> `make image` -> kind load -> Envoy Gateway and the
+#   Gateway of k8s/gateway/kind-gateway.yaml -> the chart with its HTTPRoutes and Envoy Gateway
+#   policy -> `helm test`. The per-client rate limit applies to clients on the Docker network
+#   (the host, through port 80); in-cluster clients (kind's pod network 10.244.0.0/16, e.g.
+#   `make k8s-loadtest`) are outside httpRoute.api.rateLimit.clientCIDRs and not limited.
 # Idempotent: re-running rebuilds the image if the code changed and upgrades the release.
 # Settings (environment): KIND_CLUSTER (fraud), NAMESPACE (fraud), RELEASE (fraud),
-# INGRESS_NGINX_CHART_VERSION, API_HOST (fraud-api.localhost), UI_HOST (fraud-ui.localhost),
+# ENVOY_GATEWAY_VERSION, API_HOST (fraud-api.localhost), UI_HOST (fraud-ui.localhost),
 # UI_IMAGE (fraud-detection-ui:latest; the UI is deployed only if this image exists locally).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KIND_CLUSTER=${KIND_CLUSTER:-fraud}
 NAMESPACE=${NAMESPACE:-fraud}
 RELEASE=${RELEASE:-fraud}
-INGRESS_NGINX_CHART_VERSION=${INGRESS_NGINX_CHART_VERSION:-4.13.0}
+# The release whose CRD schemas k8s/schemas/ vendors (k8s/schemas/vendor_crd_schemas.py).
+ENVOY_GATEWAY_VERSION=${ENVOY_GATEWAY_VERSION:-v1.9.1}
+GATEWAY_NAMESPACE=envoy-gateway-system
+# The Gateway's in-cluster Service (fixed name in k8s/gateway/kind-gateway.yaml): the host
+# name the in-cluster load test sends (k8s/loadtest/locust.yaml).
+GATEWAY_SERVICE_HOST=fraud-gateway.$GATEWAY_NAMESPACE.svc.cluster.local
 API_HOST=${API_HOST:-fraud-api.localhost}
 UI_HOST=${UI_HOST:-fraud-ui.localhost}
 UI_IMAGE=${UI_IMAGE:-fraud-detection-ui:latest}
@@ -41,33 +48,50 @@ else
   echo "==> no local image $UI_IMAGE: deploying without the UI (set UI_IMAGE to deploy it)"
 fi
 
-echo "==> ingress-nginx $INGRESS_NGINX_CHART_VERSION (host ports 80/443 on the control-plane node)"
-helm upgrade --install ingress-nginx ingress-nginx \
-  --repo https://kubernetes.github.io/ingress-nginx --version "$INGRESS_NGINX_CHART_VERSION" \
-  --namespace ingress-nginx --create-namespace \
-  --set controller.hostPort.enabled=true \
-  --set controller.service.type=NodePort \
-  --set-string controller.nodeSelector.ingress-ready=true \
-  --set 'controller.tolerations[0].key=node-role.kubernetes.io/control-plane' \
-  --set 'controller.tolerations[0].operator=Exists' \
-  --set 'controller.tolerations[0].effect=NoSchedule' \
-  --wait --timeout 5m
+echo "==> Envoy Gateway $ENVOY_GATEWAY_VERSION (Gateway API CRDs included) and the kind Gateway"
+helm upgrade --install eg oci://docker.io/envoyproxy/gateway-helm --version "$ENVOY_GATEWAY_VERSION" \
+  --namespace "$GATEWAY_NAMESPACE" --create-namespace --wait --timeout 5m
+kubectl apply -f k8s/gateway/kind-gateway.yaml
+kubectl -n "$GATEWAY_NAMESPACE" wait gateway/fraud-gateway --for=condition=Programmed --timeout=5m
 
 echo "==> the fraud-detection chart ($image)"
-helm upgrade --install "$RELEASE" charts/fraud-detection --namespace "$NAMESPACE" --create-namespace \
+# The Gateway admits routes from namespaces with this label only.
+kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f -
+kubectl label namespace "$NAMESPACE" fraud-detection/gateway-access=true --overwrite
+helm upgrade --install "$RELEASE" charts/fraud-detection --namespace "$NAMESPACE" \
   --set "api.image.repository=${image%:*}" --set "api.image.tag=${image##*:}" \
-  --set ingress.enabled=true --set "ingress.api.host=$API_HOST" --set "ingress.ui.host=$UI_HOST" \
-  --set 'ingress.api.extraHosts[0]=ingress-nginx-controller.ingress-nginx.svc.cluster.local' \
-  --set ingress.rateLimit.allowlist=10.244.0.0/16 \
+  --set httpRoute.enabled=true \
+  --set "httpRoute.parentRefs[0].name=fraud-gateway" \
+  --set "httpRoute.parentRefs[0].namespace=$GATEWAY_NAMESPACE" \
+  --set "httpRoute.api.hostnames={$API_HOST,$GATEWAY_SERVICE_HOST}" \
+  --set "httpRoute.ui.hostnames={$UI_HOST}" \
+  --set 'httpRoute.api.rateLimit.clientCIDRs={172.16.0.0/12}' \
   "${ui_args[@]}" --wait --timeout 10m
+# The Gateway accepted the routes (a wrong parentRef or allowedRoutes shows up here, not as a 404).
+accepted='{range .items[*]}{.metadata.name}={.status.parents[0].conditions[?(@.type=="Accepted")].status}{" "}{end}'
+routes=""
+for _ in $(seq 60); do
+  routes=$(kubectl -n "$NAMESPACE" get httproute -l "app.kubernetes.io/instance=$RELEASE" -o jsonpath="$accepted")
+  if [ -n "$routes" ] && ! tr ' ' '\n' <<<"$routes" | grep -v '^$' | grep -qv '=True$'; then
+    break
+  fi
+  routes=""
+  sleep 2
+done
+if [ -z "$routes" ]; then
+  echo "kind-up: the Gateway did not accept the HTTPRoutes" >&2
+  kubectl -n "$NAMESPACE" get httproute -o yaml >&2
+  exit 1
+fi
+echo "HTTPRoutes accepted: $routes"
 helm test "$RELEASE" --namespace "$NAMESPACE" --logs --timeout 5m
 
-secret=$(kubectl -n "$NAMESPACE" get secret -l "app.kubernetes.io/instance=$RELEASE" -o name | head -1)
+secret=$(kubectl -n "$NAMESPACE" get secret -l "app.kubernetes.io/instance=$RELEASE" -o name | grep -- '-auth$')
 cat <<MSG
 
 The stack is up on kind cluster '$KIND_CLUSTER':
-  API:  http://$API_HOST/docs
-  UI:   http://$UI_HOST/        (when deployed)
+  API:  http://$API_HOST/docs       (through Envoy Gateway; 100 requests a minute per client)
+  UI:   http://$UI_HOST/            (when deployed)
   key:  kubectl -n $NAMESPACE get $secret -o jsonpath='{.data.ui-api-key}' | base64 -d
 Delete everything with: kind delete cluster --name $KIND_CLUSTER
 MSG
