@@ -56,7 +56,8 @@ model-benchmark: env ## Handbook protocol on the full-size simulation -> reports
 .PHONY: serve
 serve: env ## Serve the scoring API on http://$(HOST):$(PORT) (trains a model first if none)
 	$(PY) -m training.ensure_model --preset $(PRESET)
-	$(RUN) bentoml serve service.service:FraudScoring --host $(HOST) --port $(PORT)
+	FRAUD_DEV_MODE=$${FRAUD_DEV_MODE:-true} \
+	  $(RUN) bentoml serve service.service:FraudScoring --host $(HOST) --port $(PORT)
 
 .PHONY: ui
 ui: env ## Start the Gradio UI on http://$(HOST):$(UI_PORT) against FRAUD_UI_API_URL
@@ -115,8 +116,12 @@ chart-check: env ## helm lint, strict schema validation (k8s 1.29-1.35, CRDs), c
 	bash scripts/chart-check.sh
 
 .PHONY: kind-up
-kind-up: ## Create a kind cluster, build and load the image, install ingress-nginx and the chart (Docker + kind)
+kind-up: ## Create a kind cluster, build and load the image, install Envoy Gateway, a Gateway and the chart with its HTTPRoutes (Docker + kind)
 	KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) RELEASE=$(RELEASE) bash k8s/kind-up.sh
+
+.PHONY: kind-rate-limit-check
+kind-rate-limit-check: ## Through the kind Gateway: the API answers, and one client gets 429 beyond 100 requests a minute
+	bash k8s/check-rate-limit.sh
 
 .PHONY: cluster-build
 cluster-build: ## Build (cached) etcd, kube-apiserver/controller-manager/scheduler, kubectl, kwok (cluster/)
@@ -147,9 +152,10 @@ image-ui: env ## Build the analyst UI image fraud-detection-ui:<version> and :la
 	$(PY) deploy/build_ui_image.py
 
 .PHONY: compose-up
-compose-up: image image-ui ## Build the images, start API + UI with compose (COMPOSE_PROFILES=monitoring adds Prometheus)
+compose-up: image image-ui ## Build the images, start nginx + API + UI with compose (needs FRAUD_ID_HASH_KEY; API_REPLICAS=3 scales; COMPOSE_PROFILES=monitoring adds Prometheus)
 	FRAUD_IMAGE=$(firstword $(subst :, ,$(IMAGE_REF))) FRAUD_IMAGE_TAG=$(lastword $(subst :, ,$(IMAGE_REF))) \
-	  $(COMPOSE) -f docker-compose.yml $(if $(COMPOSE_PROFILES),--profile $(COMPOSE_PROFILES)) up -d
+	  $(COMPOSE) -f docker-compose.yml $(if $(COMPOSE_PROFILES),--profile $(COMPOSE_PROFILES)) up -d \
+	  $(if $(API_REPLICAS),--scale api=$(API_REPLICAS))
 	@echo "API: http://127.0.0.1:$${FRAUD_API_PORT:-3000}  UI: http://127.0.0.1:$${FRAUD_UI_PORT:-7860}"
 
 .PHONY: compose-down
@@ -157,7 +163,7 @@ compose-down: ## Stop and remove the compose deployment (keeps the Prometheus vo
 	$(COMPOSE) -f docker-compose.yml --profile monitoring down
 
 .PHONY: compose-smoke
-compose-smoke: env ## Compose test with the images of `make image` + `make image-ui`: up, health, score, UI, down
+compose-smoke: env ## Compose test with the images of `make image` + `make image-ui`: 3 API replicas behind nginx, 429, gzip, health, UI, down
 	FRAUD_IMAGE=$(firstword $(subst :, ,$(IMAGE_REF))) FRAUD_IMAGE_TAG=$(lastword $(subst :, ,$(IMAGE_REF))) \
 	  FRAUD_UI_IMAGE=fraud-detection-ui FRAUD_COMPOSE="$(COMPOSE)" $(RUN) pytest tests/integration/test_compose.py
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -68,10 +69,17 @@ def main() -> int:
     api_url = f"http://{args.host}:{args.api_port}"
     ui_url = f"http://{args.host}:{args.ui_port}"
     bin_dir = Path(sys.executable).parent
+    api_env = dict(os.environ)
+    if not api_env.get("FRAUD_ID_HASH_KEY"):
+        # One machine, one run: a throw-away key for hashing card ids in the logs.
+        api_env["FRAUD_ID_HASH_KEY"] = secrets.token_hex(32)
+        api_env["FRAUD_ID_HASH_KEY_ID"] = "demo"
+        print("demo: card ids in the logs are hashed with a random key made for this run")
     api = subprocess.Popen(
         [bin_dir / "bentoml", "serve", "service.service:FraudScoring",
          "--host", args.host, "--port", str(args.api_port)],
         cwd=REPO_ROOT,
+        env=api_env,
     )  # fmt: skip
     ui = subprocess.Popen(
         [bin_dir / "fraud-ui", "--host", args.host, "--port", str(args.ui_port)],

@@ -52,6 +52,7 @@ def time_to_ready(image: str, timeout: float = 120.0) -> float:
     cmd = ["podman", "run", "--detach", "--name", name, "--read-only"]
     tmpfs = "/tmp:rw,size=256m,mode=1777"  # noqa: S108  (the container's own tmpfs)
     cmd += ["--tmpfs", tmpfs, "--publish", f"127.0.0.1:{port}:3000"]
+    cmd += ["--env", "FRAUD_ID_HASH_KEY=image-report-hash-key-0123456789abcdef"]
     start = time.monotonic()
     subprocess.run([*cmd, image], capture_output=True, check=True, timeout=120)
     try:

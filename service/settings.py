@@ -155,6 +155,11 @@ class ServiceSettings(BaseSettings):
         "Strict-Transport-Security with every response.",
     )
 
+    @field_validator("id_hash_key", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

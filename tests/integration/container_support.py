@@ -26,6 +26,10 @@ TEST_IMAGE_NAME = "fraud-scoring-smoke"
 MODEL_INPUTS = ("tests/support/models.py", "training", "fraud_contract")
 
 
+#: FRAUD_ID_HASH_KEY of every test container (a test value, never a real secret).
+TEST_HASH_KEY = "container-test-hash-key-0123456789abcdef"
+
+
 def model_inputs_key() -> str:
     """Digest of the code that trains the tiny test model (reuse its store while unchanged)."""
     digest = hashlib.sha256()
@@ -198,7 +202,8 @@ def running_container(
     cmd = [podman, "run", "--detach", "--name", name, "--publish", f"127.0.0.1:{port}:3000"]
     if read_only:
         cmd += ["--read-only", "--tmpfs", "/tmp:rw,size=256m,mode=1777"]
-    for key, value in (env or {}).items():
+    # The image runs in production mode: it refuses to start without a hash key.
+    for key, value in {"FRAUD_ID_HASH_KEY": TEST_HASH_KEY, **(env or {})}.items():
         cmd += ["--env", f"{key}={value}"]
     started_at = time.monotonic()
     subprocess.run([*cmd, image], capture_output=True, text=True, timeout=120, check=True)

@@ -1,4 +1,4 @@
-"""A missing or corrupt model stops ``bentoml serve`` with a non-zero exit and one line."""
+"""A missing hash key, a missing or corrupt model stop ``bentoml serve`` with one line."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.api import serve_command, tiny_model_tag
+from tests.support.api import TEST_HASH_KEY, serve_command, tiny_model_tag
 from tests.support.net import free_port
 from tests.support.tools import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
 
-def _start(home: Path, model_tag: str) -> subprocess.Popen[str]:
+def _start(home: Path, model_tag: str, **extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
-           "FRAUD_MODEL_TAG": model_tag}  # fmt: skip
+           "FRAUD_MODEL_TAG": model_tag, "FRAUD_ID_HASH_KEY": TEST_HASH_KEY, **extra}  # fmt: skip
     return subprocess.Popen(
         serve_command(free_port()), cwd=REPO_ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
@@ -50,10 +50,28 @@ def test_missing_and_corrupt_models_exit_non_zero_naming_the_tag(tmp_path: Path)
 
     missing = _start(empty, "fraud-detector:doesnotexist")
     corrupt = _start(broken, tag)
-    for process, expected_tag in ((missing, "fraud-detector:doesnotexist"), (corrupt, tag)):
-        code, stderr = _finish(process)
-        assert code != 0
-        lines = [line for line in stderr.splitlines() if line.startswith("fraud-scoring:")]
-        assert len(lines) == 1, stderr[-2000:]
-        assert expected_tag in lines[0]
-        assert "Traceback" not in stderr
+    # A missing model is reported by BentoML itself, before the service's own check runs.
+    code, stderr = _finish(missing)
+    assert code != 0
+    lines = [line for line in stderr.splitlines() if "fraud-detector:doesnotexist" in line]
+    assert len(lines) == 1, stderr[-2000:]
+    assert "could not be found locally" in lines[0]
+    assert "Traceback" not in stderr
+    _only_our_line(corrupt, tag)
+
+
+def test_no_hash_key_outside_dev_mode_exits_naming_the_variable(tmp_path: Path) -> None:
+    tag = tiny_model_tag(tmp_path)
+    _only_our_line(_start(tmp_path, tag, FRAUD_ID_HASH_KEY=""), "FRAUD_ID_HASH_KEY is not set")
+    _only_our_line(
+        _start(tmp_path, tag, FRAUD_ID_HASH_KEY="short"), "FRAUD_ID_HASH_KEY is too short"
+    )
+
+
+def _only_our_line(process: subprocess.Popen[str], expected: str) -> None:
+    code, stderr = _finish(process)
+    assert code == 2, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if line.startswith("fraud-scoring:")]
+    assert len(lines) == 1, stderr[-2000:]
+    assert expected in lines[0]
+    assert "Traceback" not in stderr

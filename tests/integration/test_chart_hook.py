@@ -39,7 +39,7 @@ def test_helm_test_hook_scores_through_the_api_with_the_charts_secret(
 ) -> None:
     keys = "{hook-key-one-0123456789,hook-key-two-0123456789}"
     manifests = render(auth__apiKeys=keys)
-    secret = one(manifests, "Secret")
+    secret = one(manifests, "Secret", "-auth")
     pod = one(manifests, "Pod")
     script = pod["spec"]["containers"][0]["args"][0]
     api = one(manifests, "Deployment", "-api")["spec"]["template"]["spec"]

@@ -29,6 +29,8 @@ from tests.support.tools import REPO_ROOT
 if TYPE_CHECKING:
     from service.model import LoadedModel
 
+#: FRAUD_ID_HASH_KEY of every served test API (a test value, never a real secret).
+TEST_HASH_KEY = "test-hash-key-0123456789abcdef-0123"
 #: Where server logs of served APIs are kept.
 LOG_DIR = REPO_ROOT / "test-artifacts" / "api-logs"
 
@@ -56,6 +58,8 @@ def served_process(
         "BENTOML_HOME": str(bentoml_home),
         "BENTOML_DO_NOT_TRACK": "true",
         "FRAUD_WORKERS": str(workers),
+        # Production mode (no FRAUD_DEV_MODE): the service needs a hash key.
+        "FRAUD_ID_HASH_KEY": TEST_HASH_KEY,
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
