@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import sys
@@ -177,7 +178,8 @@ def make_targets(tag: str, mlserver_repo: Path, port: int, names: list[str]) -> 
             ],
             READY_PATH,
             "score",
-            {**bento_env, "FRAUD_MODEL_TAG": tag},
+            # Production mode needs a secret key for hashing ids in logs: a fresh one per run.
+            {**bento_env, "FRAUD_MODEL_TAG": tag, "FRAUD_ID_HASH_KEY": secrets.token_hex(32)},
         ),
         "stock-bentoml": Target(
             "stock-bentoml",

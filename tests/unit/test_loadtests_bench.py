@@ -273,3 +273,12 @@ def test_the_ladder_stops_climbing_only_when_the_target_saturates(
 ) -> None:
     step = {"offered_rps": 1000.0, "achieved_rps": achieved, "errors": errors, "requests": 1000}
     assert bench_client.saturated(step) is is_saturated
+
+
+def test_the_service_runs_in_production_mode_with_its_own_hash_key(tmp_path: Path) -> None:
+    (service,) = bench.make_targets("m:1", tmp_path, 3000, ["service"])
+    assert service.env["FRAUD_MODEL_TAG"] == "m:1"
+    assert len(service.env["FRAUD_ID_HASH_KEY"]) >= 32
+    assert "FRAUD_DEV_MODE" not in service.env
+    (again,) = bench.make_targets("m:1", tmp_path, 3000, ["service"])
+    assert again.env["FRAUD_ID_HASH_KEY"] != service.env["FRAUD_ID_HASH_KEY"]
