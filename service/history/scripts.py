@@ -163,15 +163,14 @@ local function card_op(hk, ik, t, a, tag, txid)
   local header = struct.pack('<I4', new_oldest)
   local cut = 4 + k * 14
   if #blob == 0 then
-    redis.call('SET', hk, header .. rec)
+    redis.call('SET', hk, header .. rec, 'PX', card_ttl)
   elseif ins < k then
-    redis.call('SET', hk, header .. string.sub(blob, cut + 1))
+    redis.call('SET', hk, header .. string.sub(blob, cut + 1), 'PX', card_ttl)
   else
     local at = 4 + ins * 14
     redis.call('SET', hk, header .. string.sub(blob, cut + 1, at) .. rec
-               .. string.sub(blob, at + 1))
+               .. string.sub(blob, at + 1), 'PX', card_ttl)
   end
-  redis.call('PEXPIRE', hk, card_ttl)
   return '\0' .. res
 end
 
@@ -221,7 +220,8 @@ local function terminal_op(hk, ik, t, tag, txid)
   while k < n and v[2 * (k + 1) - 1] <= newest - term_keep do k = k + 1 end
   local new_oldest = trim_ids(ik, remember(ik, txid, t, res, oldest), newest)
   if #blob == 0 then
-    redis.call('SET', hk, struct.pack('<I4I4I4I4', 0, 0, 0, new_oldest) .. rec)
+    local header = struct.pack('<I4I4I4I4', 0, 0, 0, new_oldest)
+    redis.call('SET', hk, header .. rec, 'PX', term_ttl)
   else
     -- Fold the forgotten rows into the run they end with.
     for q = 1, k do
@@ -236,14 +236,13 @@ local function terminal_op(hk, ik, t, tag, txid)
     local header = struct.pack('<I4I4I4I4', hnb, hplain, hfirst, new_oldest)
     local cut = 16 + k * 6
     if ins < k then
-      redis.call('SET', hk, header .. string.sub(blob, cut + 1))
+      redis.call('SET', hk, header .. string.sub(blob, cut + 1), 'PX', term_ttl)
     else
       local at = 16 + ins * 6
       redis.call('SET', hk, header .. string.sub(blob, cut + 1, at) .. rec
-                 .. string.sub(blob, at + 1))
+                 .. string.sub(blob, at + 1), 'PX', term_ttl)
     end
   end
-  redis.call('PEXPIRE', hk, term_ttl)
   return '\0' .. res
 end
 
@@ -380,8 +379,7 @@ for q = 1, m do
 end
 local header = struct.pack('<I4I4I4I4', h[1], h[2], h[3], h[4])
 if card then header = struct.pack('<I4', h[4]) end
-redis.call('SET', hk, header .. table.concat(parts))
-redis.call('PEXPIRE', hk, ttl)
+redis.call('SET', hk, header .. table.concat(parts), 'PX', ttl)
 return kept
 """
 )

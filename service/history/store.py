@@ -428,23 +428,26 @@ def _decode(
     replies: Sequence[bytes], groups: Sequence[_Group], seconds: Sequence[int]
 ) -> list[Aggregates | None]:
     """Turn the scripts' binary replies into one :class:`Aggregates` per row."""
-    card: dict[int, tuple[Any, ...]] = {}
-    terminal: dict[int, tuple[Any, ...]] = {}
+    n = len(seconds)
+    card: list[tuple[Any, ...]] = [()] * n
+    terminal: list[tuple[Any, ...]] = [()] * n
+    unpack_card, unpack_terminal = _CARD_RESULT.unpack_from, _TERMINAL_RESULT.unpack_from
     card_size, terminal_size = _CARD_RESULT.size, _TERMINAL_RESULT.size
     for reply, group in zip(replies, groups, strict=True):
         offset = 0
         for row, kind in group.targets:
             if kind == _CARD:
-                card[row] = _CARD_RESULT.unpack_from(reply, offset)
+                card[row] = unpack_card(reply, offset)
                 offset += card_size
             else:
-                terminal[row] = _TERMINAL_RESULT.unpack_from(reply, offset)
+                terminal[row] = unpack_terminal(reply, offset)
                 offset += terminal_size
     out: list[Aggregates | None] = []
-    for row, t in enumerate(seconds):
+    append = out.append
+    for row in range(n):
         cs, c1, c7, c30, m1, m7, m30, std, ref, h1, h7 = card[row]
         _, n1, n7, n30, f1, f7, f30, rn, rp, rf = terminal[row]
-        out.append(
+        append(
             Aggregates(
                 c1,
                 c7,
@@ -464,7 +467,7 @@ def _decode(
                 f30 / n30 if n30 else 0.0,
                 rn,
                 rp,
-                (t - rf) / SECONDS_PER_DAY if rn else 0.0,
+                (seconds[row] - rf) / SECONDS_PER_DAY if rn else 0.0,
                 cs == _REPLAYED,
             )
         )
