@@ -15,6 +15,9 @@ Steps, in order, for every HTTP request (each one a few lines below, no framewor
 9. every error, whatever raised it, rendered by :meth:`FrontApp._answer_error` (status,
    contract body, headers, request id, metrics, a log line).
 
+While the worker drains before it stops (:meth:`FrontApp.drain`), every response says
+``Connection: close`` and ``/readyz`` answers 503, so keep-alive clients leave cleanly.
+
 Lifespan messages go to BentoML's own app behind (:func:`service.bentoml_bridge.serve_front_app`):
 its start-up creates the service instance, which binds the loaded model with :meth:`bind`.
 """
@@ -27,8 +30,14 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from fraud_contract.api import API_KEY_HEADER, SCORE_BATCH_PATH, SCORE_FILE_PATH, SCORE_PATH
-from fraud_contract.api import MODEL_PATH as _MODEL_PATH
+from fraud_contract.api import (
+    API_KEY_HEADER,
+    MODEL_PATH,
+    READY_PATH,
+    SCORE_BATCH_PATH,
+    SCORE_FILE_PATH,
+    SCORE_PATH,
+)
 from service.asgi import (
     JSON,
     REQUEST_ID,
@@ -47,6 +56,7 @@ from service.errors import (
     NotFound,
     NotReady,
     Overloaded,
+    ShuttingDown,
     Timeout,
     Unauthorized,
 )
@@ -62,33 +72,47 @@ logger = logging.getLogger(LOGGER_NAME)
 _API_KEY = API_KEY_HEADER.lower().encode()
 _V1_PREFIX = "/v1/"
 #: Request-metric route labels: the contract's routes, anything else under /v1 is "other".
-_METRIC_ROUTES = frozenset({SCORE_PATH, SCORE_BATCH_PATH, SCORE_FILE_PATH, _MODEL_PATH})
+_METRIC_ROUTES = frozenset({SCORE_PATH, SCORE_BATCH_PATH, SCORE_FILE_PATH, MODEL_PATH})
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+_CLOSE = (b"connection", b"close")
 
 
 class Admission:
-    """Per-worker admission control: at most ``limit`` ``/v1`` requests in flight."""
+    """Per-worker admission control: at most ``limit`` ``/v1`` requests in flight.
 
-    __slots__ = ("in_flight", "limit")
+    With ``per_key_limit`` set, each API key may hold at most that many of them, so one
+    client cannot take every slot from the others.
+    """
 
-    def __init__(self, limit: int) -> None:
+    __slots__ = ("by_key", "in_flight", "limit", "per_key_limit")
+
+    def __init__(self, limit: int, per_key_limit: int = 0) -> None:
         self.limit = limit
+        self.per_key_limit = per_key_limit
         self.in_flight = 0
+        self.by_key: dict[int, int] = {}
 
     @property
     def full(self) -> bool:
         """No room for one more request."""
         return self.in_flight >= self.limit
 
-    def enter(self) -> None:
-        """Count a request in flight, or shed it (503) when full."""
+    def enter(self, key: int | None) -> None:
+        """Count a request (of API key number ``key``) in flight, or shed it (503)."""
         if self.in_flight >= self.limit:
             raise Overloaded
+        if key is not None and self.per_key_limit:
+            held = self.by_key.get(key, 0)
+            if held >= self.per_key_limit:
+                raise Overloaded("Too many requests in flight for this API key; retry shortly.")
+            self.by_key[key] = held + 1
         self.in_flight += 1
 
-    def leave(self) -> None:
+    def leave(self, key: int | None) -> None:
         """The request is answered."""
         self.in_flight -= 1
+        if key is not None and self.per_key_limit:
+            self.by_key[key] -= 1
 
 
 class ShedLog:
@@ -167,10 +191,16 @@ class FrontApp:
         self.routes: dict[str, Route] = build_routes(settings)
         self.backend = backend
         self.runtime: Runtime | None = None
-        self.admission = Admission(settings.max_concurrency)
+        self.admission = Admission(settings.max_concurrency, settings.max_concurrency_per_key)
         self.cors = Cors(settings.cors_origins) if settings.cors_origins else None
         self.shed_log = ShedLog()
         self.headers = (*SECURITY_HEADERS, _HSTS) if settings.behind_tls else SECURITY_HEADERS
+        self.draining = False
+
+    def drain(self) -> None:
+        """Stop keeping connections alive and leave the load balancer's rotation."""
+        self.draining = True
+        self.headers = (*self.headers, _CLOSE)
 
     def bind(self, runtime: Runtime) -> None:
         """Serve with the loaded model (called by the service instance at start-up)."""
@@ -248,15 +278,17 @@ class FrontApp:
             raise MethodNotAllowed(request.path, route.method)
         if route.needs_model and runtime is None:
             raise NotReady
+        if self.draining and request.path == READY_PATH:
+            raise ShuttingDown
         if not route.admitted:
             if route.needs_key:
                 self._authenticate(request)
             return await route.handler(runtime, request)
         if self.admission.full:
             raise Overloaded
-        self._authenticate(request)
+        key = self._authenticate(request)
         await read_request_body(request, route, self.settings)
-        self.admission.enter()
+        self.admission.enter(key)
         try:
             try:
                 async with asyncio.timeout(self.settings.request_timeout_s):
@@ -264,20 +296,25 @@ class FrontApp:
             except TimeoutError:
                 raise Timeout from None
         finally:
-            self.admission.leave()
+            self.admission.leave(key)
 
-    def _authenticate(self, request: Request) -> None:
-        """Constant-time API-key check; 401 without saying what was wrong."""
+    def _authenticate(self, request: Request) -> int | None:
+        """Constant-time API-key check; 401 without saying what was wrong.
+
+        Returns the number of the key that matched (None when no keys are configured).
+        """
         keys = self.runtime.api_keys if self.runtime is not None else ()
         if not keys:
-            return
+            return None
         presented = request.headers.get(_API_KEY, b"")
         # Compare against every key (no early exit) so timing does not reveal which matched.
-        matched = False
-        for key in keys:
-            matched |= hmac.compare_digest(presented, key)
-        if not matched:
+        matched = -1
+        for number, key in enumerate(keys):
+            if hmac.compare_digest(presented, key):
+                matched = number
+        if matched < 0:
             raise Unauthorized(API_KEY_HEADER)
+        return matched
 
     async def _answer_error(
         self, send: Send, request: Request, exc: ApiError, runtime: Runtime | None

@@ -164,6 +164,15 @@ class NotReady(ApiError):
         super().__init__(503, "not_ready", "The model is not loaded yet.", reason="not_ready")
 
 
+class ShuttingDown(ApiError):
+    """503 from ``/readyz`` while the worker drains before it stops (take it out of rotation)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            503, "shutting_down", "The service is shutting down.", reason="shutting_down"
+        )
+
+
 class Timeout(ApiError):
     """504: the request ran longer than the configured request timeout."""
 

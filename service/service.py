@@ -59,6 +59,7 @@ class FraudScoring:
         startup.check_settings(settings)
         model = startup.load_model_or_exit(MODEL, settings)
         FRONT.bind(startup.start_worker(settings, model))
+        startup.drain_on_sigterm(FRONT, settings.shutdown_drain_s)
         startup.tune_process()
 
     def __is_ready__(self) -> bool:

@@ -73,6 +73,12 @@ class ServiceSettings(BaseSettings):
         "an immediate 503 with Retry-After (64 ~ one core's capacity x the 15 ms objective; "
         "see docs/operations.md).",
     )
+    max_concurrency_per_key: int = Field(
+        default=0,
+        ge=0,
+        description="Most /v1 requests in flight per worker for one API key (0: no per-key "
+        "cap); beyond it that client gets 503 while the others keep their share.",
+    )
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="A request still running after this gets a 504."
     )
@@ -139,6 +145,12 @@ class ServiceSettings(BaseSettings):
         gt=0,
         description="A request body not fully received after this many seconds gets a 408 "
         "(slow clients). Requests count against the admission limit only once their body is in.",
+    )
+    shutdown_drain_s: float = Field(
+        default=3.0,
+        ge=0,
+        description="On SIGTERM, keep serving this many seconds with `Connection: close` on "
+        "every response and /readyz answering 503, then stop (in-flight requests finish).",
     )
     docs_access: Literal["public", "key", "off"] = Field(
         default="public",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+import signal
 import sys
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from service import bentoml_bridge
@@ -15,6 +18,7 @@ from service.runtime import Runtime, build_runtime
 from service.settings import ServiceSettings, SettingsError
 
 if TYPE_CHECKING:
+    from service.app import FrontApp
     from service.model import LoadedModel
 
 logger = logging.getLogger(LOGGER_NAME)
@@ -79,3 +83,31 @@ def start_worker(settings: ServiceSettings, model: LoadedModel) -> Runtime:
         "model loaded", extra={"model_tag": model.tag, "threshold": runtime.scorer.threshold}
     )
     return runtime
+
+
+def drain_on_sigterm(front: FrontApp, seconds: float) -> None:
+    """On SIGTERM, drain for ``seconds`` before the server's own shutdown runs.
+
+    Uvicorn closes idle keep-alive connections the moment it shuts down, so a client
+    reusing one at that instant sees a reset. While draining, every response says
+    ``Connection: close`` and ``/readyz`` answers 503; afterwards the handler that was
+    installed before (uvicorn's) runs as usual. Call from within the worker's event loop,
+    after the server installed its signal handlers (the service instance's constructor).
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    if seconds <= 0 or not callable(previous):
+        return
+    loop = asyncio.get_running_loop()
+
+    def shut_down(signum: int, frame: FrameType | None) -> None:
+        assert callable(previous)
+        previous(signum, frame)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if front.draining:
+            return
+        front.drain()
+        logger.info("SIGTERM: draining before shutdown", extra={"drain_s": seconds})
+        loop.call_soon_threadsafe(loop.call_later, seconds, shut_down, signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)

@@ -60,6 +60,8 @@ def served_process(
         "FRAUD_WORKERS": str(workers),
         # Production mode (no FRAUD_DEV_MODE): the service needs a hash key.
         "FRAUD_ID_HASH_KEY": TEST_HASH_KEY,
+        # Tests stop servers often; the drain has its own test (test_shutdown.py).
+        "FRAUD_SHUTDOWN_DRAIN_S": "0",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }

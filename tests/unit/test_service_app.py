@@ -575,3 +575,61 @@ async def test_the_adaptive_scorer_batches_concurrent_requests(
     sizes = [rows for endpoint, rows in metrics.batches if endpoint == "single"]
     assert sum(sizes) == 40
     assert max(sizes) > 1  # concurrent requests were scored together
+
+
+async def test_one_api_key_cannot_take_every_slot(model: LoadedModel) -> None:
+    scorer = Scorer(model, threshold=None, top_k=3)
+    release = anyio.Event()
+
+    async def slow_score_one(transaction: Transaction, explain: bool) -> dict[str, Any]:
+        await release.wait()
+        return scorer.score([transaction])[0]
+
+    other_key = "second-key-0123"
+    app = front_app(
+        model,
+        RecordingMetrics(),
+        slow_score_one,
+        api_keys=[KEY, other_key],
+        max_concurrency=8,
+        max_concurrency_per_key=2,
+    )
+    async with client_for(app) as client:
+        answers: list[httpx.Response] = []
+
+        async def post(key: str) -> None:
+            headers = {API_KEY_HEADER: key}
+            answers.append(
+                await client.post(SCORE_PATH, json=example_transaction(), headers=headers)
+            )
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(post, KEY)
+            group.start_soon(post, KEY)
+            await anyio.wait_all_tasks_blocked()
+            greedy = await client.post(
+                SCORE_PATH, json=example_transaction(), headers={API_KEY_HEADER: KEY}
+            )
+            group.start_soon(post, other_key)  # the other client still gets in
+            await anyio.wait_all_tasks_blocked()
+            release.set()
+    assert _error(greedy, 503).message.endswith("for this API key; retry shortly.")
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert app.admission.in_flight == 0
+    assert app.admission.by_key == {0: 0, 1: 0}
+
+
+async def test_a_draining_worker_closes_connections_and_leaves_rotation(
+    model: LoadedModel, metrics: RecordingMetrics
+) -> None:
+    app = front_app(model, metrics)
+    async with client_for(app) as client:
+        before = await client.post(SCORE_PATH, json=example_transaction())
+        app.drain()
+        during = await client.post(SCORE_PATH, json=example_transaction())
+        ready = await client.get("/readyz")
+    assert "connection" not in before.headers
+    assert during.status_code == 200
+    assert during.headers["connection"] == "close"
+    assert _error(ready, 503).error == "shutting_down"
+    assert ready.headers["connection"] == "close"
