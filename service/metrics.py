@@ -43,7 +43,7 @@ class ServiceMetrics:
     """Handles to the metric families; labelled children are bound once and reused.
 
     ``.labels(...)`` locks and hashes on every call (2-3% of the single-score path in the
-    profile, see the README), so each label combination is looked up only the first time.
+    profile, docs/performance.md), so each label combination is looked up only the first time.
     """
 
     score: Any

@@ -57,7 +57,7 @@ class ServiceSettings(BaseSettings):
         ge=2,
         le=4096,
         description="Adaptive batching: most single-score requests grouped into one model call "
-        "(chosen by measurement, see the README).",
+        "(chosen by measurement, see docs/performance.md).",
     )
     max_latency_ms: int = Field(
         default=250,
