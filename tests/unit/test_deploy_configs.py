@@ -180,7 +180,68 @@ def test_compose_services_are_hardened_and_health_checked(
     assert float(limits["cpus"]) > 0 and limits["memory"]
     check = " ".join(spec["healthcheck"]["test"])
     assert f"127.0.0.1:{port}{health_path}" in check
-    assert any(str(mapping).endswith(f":{port}") for mapping in spec["ports"])
+    # Reached through the proxy only: no published port, so `--scale api=3` cannot collide.
+    assert "ports" not in spec and "container_name" not in spec
+    assert [str(p) for p in spec["expose"]] == [str(port)]
+
+
+def test_compose_proxy_is_the_only_way_in_and_is_hardened(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    published = {name for name, spec in services.items() if spec.get("ports")}
+    assert published == {"proxy", "prometheus"}
+    proxy = services["proxy"]
+    # The upstream image by default (the CI stand-in is tagged as it: .ci/bootstrap-nginx-image.sh).
+    assert proxy["image"] == "${FRAUD_PROXY_IMAGE:-docker.io/library/nginx:1.28-bookworm}"
+    assert proxy["user"] == "101:101"
+    assert proxy["read_only"] is True and proxy["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in proxy["security_opt"]
+    assert any(str(mount).startswith("/tmp:") for mount in proxy["tmpfs"])
+    assert [m.split(":")[-1] for m in proxy["ports"]] == ["3000", "7860"]
+    assert proxy["volumes"] == ["./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro"]
+    assert proxy["depends_on"]["api"]["condition"] == "service_healthy"
+    assert "127.0.0.1:8079/healthz" in " ".join(proxy["healthcheck"]["test"])
+    assert float(proxy["deploy"]["resources"]["limits"]["cpus"]) > 0
+
+
+def test_compose_requires_an_id_hash_key(compose: dict[str, Any]) -> None:
+    value = compose["services"]["api"]["environment"]["FRAUD_ID_HASH_KEY"]
+    # `${VAR:?message}`: compose refuses to start without it and says how to make one.
+    assert value.startswith("${FRAUD_ID_HASH_KEY:?") and "openssl rand -hex 32" in value
+
+
+NGINX_CONF = REPO_ROOT / "deploy" / "nginx" / "nginx.conf"
+
+
+def nginx_directives() -> list[str]:
+    """The directives of deploy/nginx/nginx.conf, comments stripped, one per entry."""
+    text = "\n".join(line.split("#", 1)[0] for line in NGINX_CONF.read_text().splitlines())
+    return [" ".join(part.split()) for part in re.split(r"[;{}]", text) if part.strip()]
+
+
+def test_nginx_limits_buffers_compresses_and_stays_unprivileged() -> None:
+    directives = nginx_directives()
+    assert "limit_req_zone $binary_remote_addr zone=api_per_client:10m rate=100r/m" in directives
+    assert "limit_req_status 429" in directives
+    assert "limit_req zone=api_per_client burst=20 nodelay" in directives
+    assert "proxy_request_buffering on" in directives
+    assert "client_max_body_size 64m" in directives
+    assert ServiceSettings().max_file_bytes <= 64 * 2**20
+    assert "gzip on" in directives
+    gzip_types = next(d for d in directives if d.startswith("gzip_types "))
+    assert {"application/json", "text/csv"} <= set(gzip_types.split()[1:])
+    assert "server_tokens off" in directives
+    # Client-sent X-Forwarded-For is overwritten, never appended to.
+    assert "proxy_set_header X-Forwarded-For $remote_addr" in directives
+    # Unprivileged: nothing below 1024, every writable path under /tmp.
+    listens = [d.split()[1] for d in directives if d.startswith("listen ")]
+    assert all(int(port.rsplit(":", 1)[-1]) >= 1024 for port in listens), listens
+    for directive in directives:
+        name, *args = directive.split()
+        if name == "pid" or name.endswith("_temp_path"):
+            assert args[0].startswith("/tmp/"), directive
+    assert "upstream api" in directives and "server api:3000" in directives
+    timeout = next(d for d in directives if d.startswith("proxy_read_timeout "))
+    assert float(timeout.split()[1].rstrip("s")) > ServiceSettings().request_timeout_s
 
 
 def test_compose_ui_talks_to_the_api_service(compose: dict[str, Any]) -> None:
@@ -204,7 +265,8 @@ def test_prometheus_is_optional_and_scrapes_the_api(compose: dict[str, Any]) -> 
     scrape = load_yaml(REPO_ROOT / "deploy" / "prometheus.yml")
     (job,) = [job for job in scrape["scrape_configs"] if job["job_name"] == "fraud-api"]
     assert job["metrics_path"] == METRICS_PATH
-    assert job["static_configs"][0]["targets"] == ["api:3000"]
+    # Every replica of a scaled API: DNS service discovery of the service name.
+    assert job["dns_sd_configs"] == [{"names": ["api"], "type": "A", "port": 3000}]
     assert "api" in compose["services"]
 
 
@@ -307,14 +369,21 @@ def workflow_make_targets(path: Path) -> set[str]:
     return targets
 
 
-def test_readme_delivery_commands_are_the_workflow_commands() -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    section = readme.split("<!-- section:delivery -->", 1)[1].split("<!-- /section:delivery -->")[0]
+def test_documented_delivery_commands_are_the_workflow_commands() -> None:
+    doc = (REPO_ROOT / "docs" / "deployment.md").read_text()
+    section = doc.split("<!-- section:delivery -->", 1)[1].split("<!-- /section:delivery -->")[0]
     readme_targets = set(make_invocations(section))
     workflow_targets: set[str] = set()
     for path in workflow_files():
         workflow_targets |= workflow_make_targets(path)
-    assert {"lint", "image", "kind-up", "k8s-loadtest", "release-check"} <= workflow_targets
+    assert {
+        "lint",
+        "image",
+        "kind-up",
+        "k8s-loadtest",
+        "kind-rate-limit-check",
+        "release-check",
+    } <= workflow_targets
     assert readme_targets, "the delivery section lists no make commands"
     # Every target the workflows run is documented, and the README names only real targets.
     assert workflow_targets - {"image-ref"} <= readme_targets | {"system-deps", "test-unit", "lint"}
