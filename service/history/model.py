@@ -66,8 +66,10 @@ class HistorySettings:
     namespace: str = "fh"
     #: Valkey cluster mode (keys are hash-tagged per card / terminal either way).
     cluster: bool = False
-    #: Socket connect and read timeout: a slower store counts as a failure.
+    #: Socket connect and read timeout of the scoring path: a slower store counts as a failure.
     timeout: float = 0.1
+    #: Read timeout of labels and backfill (many rows per call).
+    bulk_timeout: float = 30.0
     #: Consecutive failures that open the circuit breaker, and how long it stays open.
     failure_threshold: int = 2
     reset_after: float = 1.0
@@ -85,8 +87,8 @@ class HistorySettings:
         if not 0 <= self.max_lateness <= w.REFERENCE_LAG_DAYS * w.SECONDS_PER_DAY:
             msg = "max_lateness must be between 0 and the reference lag (14 days)"
             raise ValueError(msg)
-        if self.id_retention <= 0 or self.timeout <= 0:
-            msg = "id_retention and timeout must be positive"
+        if self.id_retention <= 0 or self.timeout <= 0 or self.bulk_timeout <= 0:
+            msg = "id_retention and the timeouts must be positive"
             raise ValueError(msg)
 
     @property

@@ -96,8 +96,12 @@ class HistoryStore:
     ``None`` per row ("unavailable"; the caller scores without history).
     """
 
-    def __init__(self, client: Any, settings: HistorySettings) -> None:
+    def __init__(
+        self, client: Any, settings: HistorySettings, bulk_client: Any | None = None
+    ) -> None:
         self._client = client
+        # Labels and backfill move many rows per call: their own connections and timeout.
+        self._bulk = bulk_client if bulk_client is not None else client
         self.settings = settings
         self._breaker = CircuitBreaker(settings.failure_threshold, settings.reset_after)
         self._lock = threading.Lock()
@@ -125,21 +129,8 @@ class HistoryStore:
         first call connects, so a store that is down at start-up does not stop the service.
         """
         config = HistorySettings(**settings)
-        common: dict[str, Any] = {
-            "socket_timeout": config.timeout,
-            "socket_connect_timeout": config.timeout,
-            # One immediate retry on a broken connection (a pooled socket from before a store
-            # restart), none on timeouts: a slow store must fail fast.
-            "retry": Retry(NoBackoff(), 1, supported_errors=(valkey.ConnectionError,)),
-            "retry_on_timeout": False,
-        }
-        if config.cluster:
-            client: Any = valkey.ValkeyCluster.from_url(
-                url, cluster_error_retry_attempts=1, **common
-            )
-        else:
-            client = valkey.Valkey.from_url(url, health_check_interval=0, **common)
-        return cls(client, config)
+        scoring = _connect(url, config, config.timeout)
+        return cls(scoring, config, _connect(url, config, config.bulk_timeout))
 
     # -- keys --------------------------------------------------------------------------
 
@@ -221,17 +212,20 @@ class HistoryStore:
         return self._evalsha_many(script, calls)
 
     def _evalsha_many(
-        self, script: Script, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+        self,
+        script: Script,
+        calls: Sequence[tuple[Sequence[Any], Sequence[Any]]],
+        *,
+        bulk: bool = False,
     ) -> list[Any]:
         """Run ``script`` once per (keys, args), loading it on the servers when missing."""
+        client = self._bulk if bulk else self._client
         for attempt in (0, 1):
             try:
                 if len(calls) == 1 and not self.settings.cluster:
                     keys, args = calls[0]
-                    return [
-                        self._client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                    ]
-                pipe = self._client.pipeline(transaction=False)
+                    return [client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)]
+                pipe = client.pipeline(transaction=False)
                 for keys, args in calls:
                     pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 replies = pipe.execute(raise_on_error=False)
@@ -242,12 +236,13 @@ class HistoryStore:
             except NoScriptError:
                 if attempt:
                     raise
-                self._load_scripts()
+                self._load_scripts(client)
         raise AssertionError("unreachable")
 
-    def _load_scripts(self) -> None:
+    @staticmethod
+    def _load_scripts(client: Any) -> None:
         for script in scripts.ALL_SCRIPTS:
-            self._client.script_load(script.source)
+            client.script_load(script.source)
 
     # -- labels and backfill -----------------------------------------------------------
 
@@ -287,7 +282,7 @@ class HistoryStore:
                 )
             slots = list(calls)
             replies = self._evalsha_many(
-                scripts.LABEL, [(calls[s][0], [b"".join(calls[s][1])]) for s in slots]
+                scripts.LABEL, [(calls[s][0], [b"".join(calls[s][1])]) for s in slots], bulk=True
             )
         except _STORE_ERRORS as exc:
             self._failed(exc)
@@ -320,7 +315,7 @@ class HistoryStore:
             )
         slots = list(calls)
         replies = self._evalsha_many(
-            scripts.PLAIN, [(calls[s][0], [b"".join(calls[s][1])]) for s in slots]
+            scripts.PLAIN, [(calls[s][0], [b"".join(calls[s][1])]) for s in slots], bulk=True
         )
         for slot, reply in zip(slots, replies, strict=True):
             for i, found in zip(calls[slot][2], reply, strict=True):
@@ -344,21 +339,9 @@ class HistoryStore:
 
     def _merge(self, items: Sequence[tuple[str, int, bytes]]) -> None:
         """Merge pre-built record blobs (key, kind, records) into histories, one pipeline."""
-        pipe = self._client.pipeline(transaction=False)
         settings = self.settings
-        for key, kind, blob in items:
-            keep = settings.card_keep if kind == _CARD else settings.terminal_keep
-            ttl = (settings.card_ttl_s if kind == _CARD else settings.terminal_ttl_s) * 1000
-            pipe.execute_command(
-                "EVALSHA", scripts.MERGE.sha, 1, key, str(kind), blob, str(keep), str(ttl)
-            )
-        try:
-            replies = pipe.execute(raise_on_error=False)
-        except NoScriptError:
-            replies = [NoScriptError()]
-        if any(isinstance(r, NoScriptError) for r in replies):
-            self._load_scripts()
-            pipe = self._client.pipeline(transaction=False)
+        for attempt in (0, 1):
+            pipe = self._bulk.pipeline(transaction=False)
             for key, kind, blob in items:
                 keep = settings.card_keep if kind == _CARD else settings.terminal_keep
                 ttl = (settings.card_ttl_s if kind == _CARD else settings.terminal_ttl_s) * 1000
@@ -366,9 +349,13 @@ class HistoryStore:
                     "EVALSHA", scripts.MERGE.sha, 1, key, str(kind), blob, str(keep), str(ttl)
                 )
             replies = pipe.execute(raise_on_error=False)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
+                self._load_scripts(self._bulk)
+                continue
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return
 
     # -- inspection, health ------------------------------------------------------------
 
@@ -410,6 +397,8 @@ class HistoryStore:
     def close(self) -> None:
         """Close the connections."""
         self._client.close()
+        if self._bulk is not self._client:
+            self._bulk.close()
 
     def _unavailable(self, n: int) -> list[Aggregates | None]:
         with self._lock:
@@ -422,6 +411,21 @@ class HistoryStore:
             self._failures += 1
             self._last_error = f"{type(exc).__name__}: {exc}"
         log.warning("history store call failed: %s", self._last_error)
+
+
+def _connect(url: str, config: HistorySettings, timeout: float) -> Any:
+    """A lazily connecting client (nothing is contacted before the first command)."""
+    common: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": min(timeout, 10 * config.timeout),
+        # One immediate retry on a broken connection (a pooled socket from before a store
+        # restart), none on timeouts: a slow store must fail fast.
+        "retry": Retry(NoBackoff(), 1, supported_errors=(valkey.ConnectionError,)),
+        "retry_on_timeout": False,
+    }
+    if config.cluster:
+        return valkey.ValkeyCluster.from_url(url, cluster_error_retry_attempts=1, **common)
+    return valkey.Valkey.from_url(url, health_check_interval=0, **common)
 
 
 def _decode(
