@@ -518,3 +518,30 @@ def test_backfill_command_loads_a_parquet_file(
     bits = [b for _, b in store.terminal_history("TB")[1]]
     assert [b & 0b111 for b in bits] == [0b001, 0b111, 0b000]  # genuine, fraud, unlabelled
     store.close()
+
+
+def test_a_row_is_known_from_the_label_delay_on_and_genuine_without_a_label(
+    store: HistoryStore,
+) -> None:
+    store.update_and_read([Tx("k1", T0, "CK", "TK", 10.0), Tx("k2", T0, "CK2", "TK2", 10.0)])
+    # The chargeback arrives at once; nothing may use it before the label delay.
+    assert store.record_labels([Label("TK", T0, True, "k1", "CK")]).matched == 1
+    day = timedelta(days=1)
+    before, at, other = store.update_and_read(
+        [
+            Tx(None, T0 + 7 * day - timedelta(seconds=1), "CK", "TK", 10.0),
+            Tx(None, T0 + 7 * day, "CK", "TK", 10.0),
+            Tx(None, T0 + 7 * day, "CK2", "TK2", 10.0),
+        ],
+        record=False,
+    )
+    assert before is not None and at is not None and other is not None
+    assert (before.terminal_nb_tx_7d, before.terminal_fraud_run_nb) == (0, 0)
+    assert (at.terminal_nb_tx_1d, at.terminal_risk_1d, at.terminal_fraud_run_nb) == (1, 1.0, 1)
+    assert at.terminal_fraud_run_days == 7.0
+    # No label by the delay: genuine.
+    assert (other.terminal_nb_tx_1d, other.terminal_risk_1d) == (1, 0.0)
+    # A later correction to genuine takes the fraud back.
+    store.record_labels([Label("TK", T0, False, "k1", "CK")])
+    again = store.update_and_read([Tx(None, T0 + 7 * day, "CK", "TK", 10.0)], record=False)[0]
+    assert again is not None and (again.terminal_risk_1d, again.terminal_fraud_run_nb) == (0.0, 0)
