@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -14,6 +15,7 @@ from service.history import (
     HistorySettings,
     HistoryStore,
     InvalidHistoryRowError,
+    check_row,
     event_seconds,
     scripts,
 )
@@ -79,3 +81,32 @@ def test_binary_layouts_have_the_documented_sizes() -> None:
     assert struct.calcsize("<IH") == scripts.TERMINAL_RECORD
     assert struct.calcsize(scripts.CARD_RESULT_FORMAT) == 61
     assert struct.calcsize(scripts.TERMINAL_RESULT_FORMAT) == 37
+
+
+@dataclass(frozen=True)
+class _Row:
+    transaction_id: str | None
+    timestamp: datetime
+    customer_id: str
+    terminal_id: str
+    amount: float
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        (_Row("x", datetime(1900, 1, 1), "C1", "T1", 1.0), "timestamp"),
+        (_Row("x", datetime(2018, 1, 1), "C1", "T1", float("nan")), "amount"),
+        (_Row("x", datetime(2018, 1, 1), "C1", "T1", -1.0), "amount"),
+        (_Row("x", datetime(2018, 1, 1), "C1", "T1", float("inf")), "amount"),
+    ],
+)
+def test_rows_the_history_cannot_hold_are_refused_before_the_store_is_touched(
+    row: _Row, field: str
+) -> None:
+    store = HistoryStore(client=None, settings=HistorySettings())  # no server: never reached
+    with pytest.raises(InvalidHistoryRowError) as info:
+        check_row(row)
+    assert info.value.field == field
+    with pytest.raises(InvalidHistoryRowError):
+        store.update_and_read([row])
