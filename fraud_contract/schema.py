@@ -17,6 +17,10 @@ Every aggregate is optional. A missing aggregate is passed to the model as a mis
 
 Unknown fields are **rejected** (HTTP 422), not ignored: a misspelt optional aggregate would
 otherwise be silently dropped and the transaction scored as if the history were unknown.
+
+Types are not coerced: a number must be a JSON number (``"66.29"`` or ``true`` as an amount is
+rejected), a count a whole number (``3`` or ``3.0``, not ``3.5``, ``"3"`` or ``true``), and the
+timestamp an ISO 8601 string (not a number of seconds).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Final, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 #: Largest amount the contract accepts, in currency units. Above it the record is not a
 #: plausible card transaction (simulated amounts stay below ~2,000).
@@ -36,9 +41,10 @@ MAX_COUNT: Final = 10_000_000
 MAX_DAYS: Final = 36_500.0
 
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
-Money = Annotated[float, Field(ge=0.0, le=MAX_AMOUNT, allow_inf_nan=False)]
-Ratio = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-Days = Annotated[float, Field(ge=0.0, le=MAX_DAYS, allow_inf_nan=False)]
+# strict: a JSON number (integers included), never a string or a boolean.
+Money = Annotated[float, Field(ge=0.0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True)]
+Ratio = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
+Days = Annotated[float, Field(ge=0.0, le=MAX_DAYS, allow_inf_nan=False, strict=True)]
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
@@ -136,6 +142,34 @@ class Transaction(BaseModel):
         description="Age in days (fractional) of that run: from its first fraud to this "
         "transaction, so at least 7 when there is a run; 0 without a run.",
     )
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _timestamp_is_not_a_number(cls, value: Any) -> Any:
+        """A number of seconds is not taken for a date-time (pydantic's lax mode would)."""
+        if isinstance(value, int | float):
+            raise PydanticCustomError("datetime_type", "Input should be a valid datetime")
+        return value
+
+    @field_validator(
+        "customer_nb_tx_1d",
+        "customer_nb_tx_7d",
+        "customer_nb_tx_30d",
+        "customer_nb_high_amount_1d",
+        "customer_nb_high_amount_7d",
+        "terminal_nb_tx_1d",
+        "terminal_nb_tx_7d",
+        "terminal_nb_tx_30d",
+        "terminal_fraud_run_nb",
+        "terminal_fraud_run_nb_plain",
+        mode="before",
+    )
+    @classmethod
+    def _count_is_a_number(cls, value: Any) -> Any:
+        """Counts: whole JSON numbers (``3.0`` too), never a string or a boolean."""
+        if isinstance(value, str | bool):
+            raise PydanticCustomError("int_type", "Input should be a valid integer")
+        return value
 
 
 #: The raw fields of the contract, in declaration order.

@@ -10,13 +10,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from fraud_contract.features import columns_from_records, compute_features
 from fraud_contract.schema import Transaction
 from service.model import LoadedModel, Prediction
+
+if TYPE_CHECKING:
+    from service.json_input import TransactionColumns
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,28 @@ class Scorer:
             return [], StepTimes(0.0, 0.0, 0.0)
         matrix = self.features(transactions)
         ids = [t.transaction_id for t in transactions]
+        return self._score_matrix(ids, matrix, explain, started)
+
+    def score_columns(
+        self, batch: TransactionColumns, explain: Sequence[bool] | None = None
+    ) -> tuple[list[dict[str, Any]], StepTimes]:
+        """:meth:`score_timed` for a batch decoded into columns (:func:`decode_batch`).
+
+        Same results in the same order (``transaction_id`` echoed), same reasons policy.
+        """
+        started = time.perf_counter()
+        if not len(batch):
+            return [], StepTimes(0.0, 0.0, 0.0)
+        matrix = compute_features(batch.columns, self.feature_names)
+        return self._score_matrix(batch.transaction_ids, matrix, explain, started)
+
+    def _score_matrix(
+        self,
+        ids: Sequence[str | None],
+        matrix: np.ndarray,
+        explain: Sequence[bool] | None,
+        started: float,
+    ) -> tuple[list[dict[str, Any]], StepTimes]:
         featured = time.perf_counter()
         asked = np.asarray(explain, dtype=bool) if explain is not None else None
         if self.top_k == 0:

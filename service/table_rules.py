@@ -1,8 +1,25 @@
-"""What an uploaded table must satisfy, read from the contract once.
+"""What the contract columns of an uploaded table may hold, checked a whole column at a time.
 
-Shared by the two file-scoring paths (:mod:`service.tables`, the precise per-cell path, and
-:mod:`service.arrow_tables`, the Arrow fast path) so that both apply the same rules; the
-limits themselves live only in :mod:`fraud_contract.schema`.
+Each check takes one Arrow column and returns its clean values (what
+:func:`fraud_contract.features.compute_features` takes) and the bad cells, one mask per reason,
+so that the same computation decides acceptance and names the first bad cells
+(:mod:`service.tables`). The JSON batch path (:mod:`service.json_input`) reuses the timestamp
+and identifier checks. The limits come from :mod:`fraud_contract.schema` only.
+
+What a cell may hold (the contract for files; see docs/api.md, "File scoring"):
+
+* Text cells: spaces and tabs around the value are ignored; an empty cell is a missing value.
+* Numbers: ``[+-]digits[.digits][(e|E)[+-]digits]`` (also ``.5`` and ``5.``); ``inf``/``infinity``
+  are "must be finite", anything else ("nan", "1,5", "0x10") "not a number". Parquet numeric
+  columns (any integer, float or decimal type; a float NaN is missing) are taken as they are;
+  booleans are not numbers.
+* Timestamps: ``YYYY-MM-DD``, optionally ``(T| )HH:MM[:SS[.fraction]]`` (up to 9 fraction digits,
+  kept to the microsecond) and an offset ``Z``/``+HH:MM``/``+HHMM`` that is dropped, not
+  applied: the contract uses the wall-clock time as written. Parquet timestamp columns without
+  a zone are wall-clock times; with a zone they are shown in that zone; date columns are
+  midnight.
+* Identifiers: 1-64 characters of the contract's class (``A-Z a-z 0-9 _ . : -``); integer
+  Parquet columns are taken as their decimal text.
 """
 
 from __future__ import annotations
@@ -10,7 +27,11 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from fraud_contract.schema import AGGREGATE_FIELDS, Transaction, is_whole_number
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fraud_contract.schema import AGGREGATE_FIELDS, Transaction, is_whole_number, numeric_bounds
 
 #: Identifier columns; ``transaction_id`` is optional (an empty cell is allowed).
 ID_FIELDS: Final = ("customer_id", "terminal_id", "transaction_id")
@@ -18,8 +39,31 @@ ID_FIELDS: Final = ("customer_id", "terminal_id", "transaction_id")
 NUMERIC_FIELDS: Final = ("amount", *AGGREGATE_FIELDS)
 #: Count columns that must hold whole numbers (every integer field of the contract).
 COUNT_FIELDS: Final = tuple(name for name in AGGREGATE_FIELDS if is_whole_number(name))
-#: A trailing time-zone offset: dropped, not converted (the contract uses wall-clock time).
-OFFSET_SUFFIX: Final = r"(Z|[+-]\d{2}:?\d{2})$"
+BOUNDS: Final = {name: numeric_bounds(name) for name in NUMERIC_FIELDS}
+
+TIMESTAMP_REASON: Final = "missing or not an ISO 8601 date-time"
+ID_REASON: Final = "missing or not an identifier (1-64 of A-Z a-z 0-9 _ . : -)"
+_BLANKS: Final = " \t"
+_NUMBER: Final = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_INFINITE: Final = r"^[+-]?(inf|infinity)$"
+_TIMESTAMP: Final = (
+    r"^(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
+    r"(?:[T ](?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d{1,9}))?)?"
+    r"(?:Z|[+-](?P<offset_hours>\d{2}):?(?P<offset_minutes>\d{2}))?)?$"
+)
+#: The common timestamp shape, checked byte by byte: a digit wherever the template has 0.
+_PLAIN_TEMPLATE: Final = "0000-00-00T00:00:00"
+_PLAIN: Final = np.frombuffer(_PLAIN_TEMPLATE.encode(), dtype=np.uint8)
+#: How far above the template byte each byte may be: 9 for a digit, 0 for a separator.
+_PLAIN_SPAN: Final = np.array([9 if c == "0" else 0 for c in _PLAIN_TEMPLATE], dtype=np.uint8)
+_DIGIT_WEIGHTS: Final = {  # (start, width) of each component in the plain shape
+    "year": (0, 4),
+    "month": (5, 2),
+    "day": (8, 2),
+    "hour": (11, 2),
+    "minute": (14, 2),
+    "second": (17, 2),
+}
 
 
 def _identifier_constraint(name: str) -> Any:
@@ -34,15 +78,260 @@ ID_PATTERN: Final[str] = _identifier_constraint("pattern") or r".+"
 ID_MAX_LENGTH: Final[int] = _identifier_constraint("max_length") or 64
 
 
-def identifier_bytes() -> frozenset[int] | None:
-    """The bytes an identifier may consist of, when the pattern is one repeated class.
+def _identifier_byte_flags() -> bytes:
+    """``bytes.translate`` table: 0 for a byte an identifier may hold, 1 for any other byte.
 
-    ``^[A-Za-z0-9_.:-]+$`` is "1 or more of these characters": a check of every byte against
-    a set (plus the length bounds) is then exactly the pattern. ``None`` for any other pattern
-    (the fast path then leaves identifier checks to the precise path's regex).
+    The pattern must be one repeated character class (``^[...]+$``): a check of every byte
+    against a set plus the length bounds is then exactly the pattern.
     """
     shape = re.fullmatch(r"\^(\[[^\]]+\])\+\$", ID_PATTERN)
-    if shape is None:
-        return None
+    if shape is None:  # a contract change this module must follow: fail loudly at import
+        raise RuntimeError(f"identifier pattern {ID_PATTERN!r} is not one character class")
     character_class = re.compile(shape.group(1))
-    return frozenset(byte for byte in range(128) if character_class.fullmatch(chr(byte)))
+    return bytes(
+        0 if byte < 128 and character_class.fullmatch(chr(byte)) else 1 for byte in range(256)
+    )
+
+
+ID_BYTE_FLAGS: Final = _identifier_byte_flags()
+
+Problems = list[tuple[np.ndarray, str]]
+
+
+def is_text(kind: pa.DataType) -> bool:
+    """Whether ``kind`` is a string type (dictionaries are decoded before the checks)."""
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _trimmed(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Text without surrounding blanks; empty text becomes missing."""
+    if any(_blank_edges(chunk) for chunk in column.chunks):
+        column = pc.utf8_trim(column, _BLANKS)
+    if column.null_count == len(column):
+        return column
+    empty = pc.equal(pc.binary_length(column), 0)
+    return (
+        pc.if_else(empty, pa.scalar(None, column.type), column) if pc.any(empty).as_py() else column
+    )
+
+
+def _blank_edges(chunk: pa.Array) -> bool:
+    """Whether a cell of the chunk starts or ends with a space or tab (no copy of the text)."""
+    data = chunk.buffers()[2]
+    if not len(chunk) or data is None:
+        return False
+    offsets = _offsets(chunk)
+    text = np.frombuffer(data, dtype=np.uint8)
+    starts, ends = offsets[:-1], offsets[1:]
+    filled = ends > starts
+    edges = np.concatenate((text[starts[filled]], text[ends[filled] - 1]))
+    return bool(((edges == 0x20) | (edges == 0x09)).any())
+
+
+def _mask(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A boolean Arrow column as numpy (missing = False)."""
+    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+# ---- identifiers ----------------------------------------------------------------------------
+
+
+def identifiers_ok(column: pa.ChunkedArray) -> np.ndarray:
+    """Per cell: present, 1-64 bytes, every byte in the contract's class."""
+    if not is_text(column.type):
+        return np.zeros(len(column), dtype=bool)
+    lengths = pc.binary_length(column)
+    ok = _mask(pc.and_(pc.greater_equal(lengths, 1), pc.less_equal(lengths, ID_MAX_LENGTH)))
+    start = 0
+    for chunk in column.chunks:
+        size = len(chunk)
+        if size and chunk.buffers()[2] is not None:
+            offsets = _offsets(chunk)
+            data = bytes(memoryview(chunk.buffers()[2])[int(offsets[0]) : int(offsets[-1])])
+            flags = data.translate(ID_BYTE_FLAGS)
+            if b"\x01" in flags:
+                bad = np.concatenate(([0], np.cumsum(np.frombuffer(flags, dtype=np.uint8))))
+                relative = offsets - offsets[0]
+                ok[start : start + size] &= bad[relative[1:]] == bad[relative[:-1]]
+        start += size
+    return ok
+
+
+def _offsets(chunk: pa.Array) -> np.ndarray:
+    offset_type = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=offset_type)
+    return offsets[chunk.offset : chunk.offset + len(chunk) + 1].astype(np.int64)
+
+
+def check_identifiers(column: pa.ChunkedArray, *, required: bool) -> Problems:
+    """The bad cells of an identifier column (a missing optional id is fine)."""
+    if pa.types.is_integer(column.type):
+        column = pc.cast(column, pa.string())
+    elif is_text(column.type):
+        column = _trimmed(column)
+    ok = identifiers_ok(column)
+    if not required:
+        ok |= _mask(pc.is_null(column))
+    return [(~ok, ID_REASON)]
+
+
+# ---- timestamps -----------------------------------------------------------------------------
+
+
+def plain_timestamps(chunk: pa.Array) -> np.ndarray | None:
+    """``datetime64[us]`` of a chunk whose every cell is ``YYYY-MM-DDTHH:MM:SS``, else ``None``.
+
+    Digits are checked byte-wise here and the ranges (month, day of month, ...) by
+    :func:`compose`: ``None`` only means "not this shape", never "valid".
+    """
+    width = _PLAIN.size
+    if chunk.null_count or not is_text(chunk.type) or chunk.buffers()[2] is None:
+        return None
+    offsets = _offsets(chunk)
+    if not (np.diff(offsets) == width).all():
+        return None
+    text = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    cells = text.reshape(-1, width)
+    # uint8 arithmetic wraps below the template byte: one comparison checks a range.
+    if not ((cells - _PLAIN) <= _PLAIN_SPAN).all():
+        return None
+    digits = (cells - 48).astype(np.int64)
+    parts = {}
+    for name, (first, size) in _DIGIT_WEIGHTS.items():
+        value = np.zeros(len(cells), dtype=np.int64)
+        for position in range(first, first + size):
+            value = value * 10 + digits[:, position]
+        parts[name] = value
+    parts["fraction"] = np.zeros(len(cells), dtype=np.int64)
+    stamps, bad = compose(parts)
+    return None if bad.any() else stamps
+
+
+def compose(parts: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(``datetime64[us]`` wall-clock times, mask of impossible dates) from components."""
+    year, month, day = parts["year"], parts["month"], parts["day"]
+    hour, minute, second = parts["hour"], parts["minute"], parts["second"]
+    bad = (year < 1) | (month < 1) | (month > 12) | (day < 1)
+    bad |= (hour > 23) | (minute > 59) | (second > 59)
+    months = np.where(bad, 0, (year - 1970) * 12 + month - 1).astype("datetime64[M]")
+    first = months.astype("datetime64[D]")
+    days_in_month = ((months + 1).astype("datetime64[D]") - first).astype(np.int64)
+    bad |= day > days_in_month
+    seconds = ((hour * 60 + minute) * 60 + second).astype("timedelta64[s]")
+    stamps = first + (day - 1).astype("timedelta64[D]") + seconds
+    stamps = stamps.astype("datetime64[us]") + parts["fraction"].astype("timedelta64[us]")
+    return np.where(bad, np.datetime64("NaT", "us"), stamps), bad
+
+
+def _text_timestamps(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    plain = [plain_timestamps(chunk) for chunk in column.chunks]
+    if all(stamps is not None for stamps in plain):
+        values = np.concatenate(
+            [s for s in plain if s is not None] or [np.array([], "datetime64[us]")]
+        )
+        return values, np.zeros(len(values), dtype=bool)
+    column = _trimmed(column)
+    found = pc.extract_regex(column, _TIMESTAMP)
+    matched = _mask(pc.is_valid(found))
+    parts: dict[str, np.ndarray] = {}
+    for name in (
+        "year",
+        "month",
+        "day",
+        "hour",
+        "minute",
+        "second",
+        "fraction",
+        "offset_hours",
+        "offset_minutes",
+    ):
+        text = pc.struct_field(found, name)
+        if name == "fraction":  # digits after the point, to the microsecond
+            text = pc.utf8_slice_codeunits(pc.utf8_rpad(text, 6, "0"), 0, 6)
+        number = pc.cast(pc.if_else(pc.equal(text, ""), None, text), pa.int64())
+        parts[name] = np.asarray(pc.fill_null(number, 0).to_numpy(zero_copy_only=False), np.int64)
+    parts["year"] = np.where(matched, parts["year"], 1970)
+    parts["month"] = np.where(matched, parts["month"], 1)
+    parts["day"] = np.where(matched, parts["day"], 1)
+    stamps, impossible = compose(parts)
+    bad = ~matched | impossible | (parts["offset_hours"] > 23) | (parts["offset_minutes"] > 59)
+    return np.where(bad, np.datetime64("NaT", "us"), stamps), bad
+
+
+def check_timestamps(column: pa.ChunkedArray) -> tuple[np.ndarray, Problems]:
+    """Wall-clock ``datetime64[us]`` and the bad cells of the timestamp column."""
+    kind = column.type
+    if is_text(kind):
+        values, bad = _text_timestamps(column)
+    elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        if pa.types.is_timestamp(kind) and kind.tz is not None:
+            column = pc.local_timestamp(column)  # the wall clock in the column's zone
+        stamps = pc.cast(column, pa.timestamp("us"))
+        values = np.asarray(stamps.to_numpy(zero_copy_only=False), dtype="datetime64[us]")
+        bad = np.isnat(values)
+    else:
+        values = np.full(len(column), np.datetime64("NaT", "us"))
+        bad = np.ones(len(column), dtype=bool)
+    return values, [(bad, TIMESTAMP_REASON)]
+
+
+# ---- numbers --------------------------------------------------------------------------------
+
+
+def _text_numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, not-a-number mask, present mask) of a text column."""
+    column = _trimmed(column)
+    present = _mask(pc.is_valid(column))
+    try:  # one cast when every cell parses (the common case)
+        values = _floats(pc.cast(column, pa.float64()))
+    except pa.ArrowInvalid:
+        number = _mask(pc.match_substring_regex(column, _NUMBER))
+        infinite = _mask(pc.match_substring_regex(column, _INFINITE, ignore_case=True))
+        parsable = pa.array(number | infinite)
+        values = _floats(pc.cast(pc.if_else(parsable, column, None), pa.float64()))
+        return values, present & ~(number | infinite), present
+    # Arrow's parser also takes "nan", "nan(...)": not numbers for the contract.
+    return values, present & np.isnan(values), present
+
+
+def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def check_numbers(
+    column: pa.ChunkedArray | None, name: str, rows: int
+) -> tuple[np.ndarray, Problems]:
+    """float64 values (NaN = missing) and the bad cells of a numeric column.
+
+    An absent optional column is unknown everywhere (NaN).
+    """
+    if column is None:
+        return np.full(rows, np.nan), []
+    kind = column.type
+    if is_text(kind):
+        values, garbage, present = _text_numbers(column)
+    elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        values = _floats(
+            column if kind == pa.float64() else pc.cast(column, pa.float64(), safe=False)
+        )
+        garbage = np.zeros(rows, dtype=bool)
+        present = ~np.isnan(values)  # a stored NaN is a missing value
+    elif pa.types.is_null(kind):
+        values, garbage, present = np.full(rows, np.nan), np.zeros(rows, bool), np.zeros(rows, bool)
+    else:  # booleans, dates, nested values: not numbers
+        present = _mask(pc.is_valid(column))
+        values, garbage = np.full(rows, np.nan), present
+    values = np.where(garbage, np.nan, values)
+    problems: Problems = [(garbage, "not a number")]
+    if name == "amount":
+        problems.append((~present, "required value missing"))
+    lower, upper = BOUNDS[name]
+    finite = np.isfinite(values)
+    problems.append((np.isinf(values), "must be finite"))
+    if lower is not None:
+        problems.append((finite & (values < lower), f"must be >= {lower}"))
+    if upper is not None:
+        problems.append((finite & (values > upper), f"must be <= {upper}"))
+    if name in COUNT_FIELDS:
+        problems.append((finite & (np.mod(values, 1.0) != 0), "must be a whole number"))
+    return values, problems

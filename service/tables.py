@@ -1,47 +1,50 @@
-"""File scoring: parse a CSV/Parquet upload, validate it column-wise, add the score columns.
+"""File scoring: read a CSV/Parquet upload within bounds, check it column-wise, add the scores.
 
-Two paths apply the same rules (:mod:`service.table_rules`). The Arrow fast path
-(:mod:`service.arrow_tables`) takes files it can prove valid with whole-column checks; it
-declines anything else. The precise path here (pandas) then converts every cell, so that
-the first bad cells can be reported by row and column; it decides every file the fast path
-declines, with the same error bodies as always.
-
-Validation uses the bounds declared in the contract (:func:`fraud_contract.schema.
-numeric_bounds`). Columns the contract does not know are kept in the output untouched
-(back-office files carry labels, notes, ...) and ignored for scoring.
+One engine on Arrow and numpy. Reading is bounded before decoding (:mod:`service.table_limits`,
+:mod:`service.csv_tables`, :mod:`service.parquet_tables`); the contract columns are checked a
+whole column at a time (:mod:`service.table_rules`), and the same checks both decide
+acceptance and name the first bad cells (``rows.<row>.<column>``, column by column). Columns
+the contract does not know are kept in the output (back-office files carry labels, notes,
+...) and ignored for scoring. Column names are matched to the contract with surrounding
+spaces ignored; a contract column named twice is refused. Score columns already in the
+upload are replaced.
 """
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from fraud_contract.api import CSV_MEDIA_TYPE, PARQUET_MEDIA_TYPE
-from fraud_contract.features import columns_from_frame, compute_features
-from fraud_contract.schema import REQUIRED_FIELDS, numeric_bounds
-from service import arrow_tables
+from fraud_contract.features import compute_features
+from fraud_contract.schema import REQUIRED_FIELDS
+from service.csv_tables import read_csv, write_csv
 from service.errors import ApiError
+from service.parquet_tables import read_parquet, write_parquet
+from service.table_limits import FileLimits
 from service.table_rules import (
-    COUNT_FIELDS,
     ID_FIELDS,
-    ID_MAX_LENGTH,
-    ID_PATTERN,
     NUMERIC_FIELDS,
-    OFFSET_SUFFIX,
+    Problems,
+    check_identifiers,
+    check_numbers,
+    check_timestamps,
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from service.scoring import Decisions, Scorer
 
-    from service.scoring import Scorer
+__all__ = ["FileLimits", "ScoredTable", "detect_format", "output_filename", "score_table"]
 
 TableFormat = Literal["csv", "parquet"]
-_MAX_REPORTED = 20
-_PARQUET_MAGIC = b"PAR1"
+_MAX_REPORTED: Final = 20
+_PARQUET_MAGIC: Final = b"PAR1"
+_CONTRACT_COLUMNS: Final = frozenset(("timestamp", *ID_FIELDS, *NUMERIC_FIELDS))
 
 
 @dataclass(frozen=True)
@@ -65,174 +68,10 @@ def detect_format(filename: str | None, content_type: str | None, head: bytes) -
     return "csv"
 
 
-def read_table(content: bytes, table_format: TableFormat) -> pd.DataFrame:
-    """Parse the upload; unparseable content is a 400 naming the format."""
-    import pandas as pd  # noqa: PLC0415
-
-    if not content:
-        raise ApiError(
-            400,
-            "empty_file",
-            "The uploaded file is empty.",
-            [{"field": "file", "reason": "no bytes received"}],
-            reason="empty_file",
-        )
-    try:
-        if table_format == "parquet":
-            return pd.read_parquet(io.BytesIO(content))
-        return pd.read_csv(
-            io.BytesIO(content),
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            skipinitialspace=True,
-        )
-    except Exception as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise ApiError(
-            400,
-            "unreadable_file",
-            f"The file is not a readable {table_format} file.",
-            [{"field": "file", "reason": reason}],
-            reason="unreadable_file",
-        ) from exc
-
-
-def _numeric(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(values as float64 with NaN for empty, mask of cells that are not numbers)."""
-    import pandas as pd  # noqa: PLC0415
-
-    raw = frame[name]
-    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    garbage = np.isnan(values) & raw.notna().to_numpy()
-    return values, garbage
-
-
-def _timestamps(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(wall-clock datetime64[us], mask of unparseable cells)."""
-    import pandas as pd  # noqa: PLC0415
-
-    raw = frame["timestamp"]
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        parsed = raw
-    else:
-        text = raw.astype("string")
-        # The contract uses the wall-clock time as written: drop any offset before parsing.
-        text = text.str.replace(OFFSET_SUFFIX, "", regex=True)
-        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
-        if not pd.api.types.is_datetime64_any_dtype(parsed):
-            # Some cells kept an offset the suffix rule does not strip ("+02", "Z+02:00"),
-            # which the contract refuses too; pandas then returns mixed objects. Parse cell
-            # by cell: those cells become bad cells (422), never a 500.
-            parsed = pd.Series([_naive_or_nat(cell) for cell in text], dtype="datetime64[us]")
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_localize(None)
-    values = parsed.to_numpy(dtype="datetime64[us]")
-    return values, np.isnat(values)
-
-
-def _naive_or_nat(cell: object) -> object:
-    """One cell as a wall-clock timestamp; NaT when it is missing, unparseable or has an offset."""
-    import pandas as pd  # noqa: PLC0415
-
-    if not isinstance(cell, str):
-        return pd.NaT
-    stamp = pd.to_datetime(cell, errors="coerce", format="ISO8601")
-    if not isinstance(stamp, pd.Timestamp) or stamp.tzinfo is not None:
-        return pd.NaT
-    return stamp
-
-
-class _Problems:
-    """Collects the first bad cells, row by row."""
-
-    def __init__(self) -> None:
-        self.items: list[dict[str, str]] = []
-        self.count = 0
-
-    def add(self, mask: np.ndarray, column: str, reason: str) -> None:
-        rows = np.flatnonzero(mask)
-        self.count += int(rows.size)
-        for row in rows[: max(0, _MAX_REPORTED - len(self.items))]:
-            self.items.append({"field": f"rows.{int(row)}.{column}", "reason": reason})
-
-
-def validate_table(frame: pd.DataFrame, *, max_rows: int) -> dict[str, np.ndarray]:
-    """Check an uploaded table against the contract and return its clean columns.
-
-    Raises:
-        ApiError: 422 naming missing columns, or the first bad cells by row and column.
-    """
-    import pandas as pd  # noqa: PLC0415
-
-    frame.columns = [str(column).strip() for column in frame.columns]
-    missing = [name for name in REQUIRED_FIELDS if name not in frame.columns]
-    if missing:
-        raise ApiError(
-            422,
-            "missing_columns",
-            "The file lacks required columns.",
-            [{"field": name, "reason": "required column missing"} for name in missing],
-            reason="missing_field",
-        )
-    if len(frame) == 0:
-        raise ApiError(
-            422,
-            "empty_file",
-            "The file has a header but no rows.",
-            [{"field": "file", "reason": "no data rows"}],
-            reason="empty_file",
-        )
-    if len(frame) > max_rows:
-        raise ApiError(
-            413,
-            "too_many_rows",
-            f"The file has more than {max_rows} rows.",
-            [{"field": "file", "reason": f"{len(frame)} rows > {max_rows}"}],
-            reason="too_large",
-        )
-    problems = _Problems()
-    clean: dict[str, pd.Series] = {}
-    stamps, bad_stamps = _timestamps(frame)
-    problems.add(bad_stamps, "timestamp", "missing or not an ISO 8601 date-time")
-    clean["timestamp"] = pd.Series(stamps)
-    for name in ID_FIELDS:
-        if name not in frame.columns:
-            continue
-        text = frame[name].astype("string").str.strip()
-        ok = text.str.fullmatch(ID_PATTERN).fillna(False) & (
-            text.str.len() <= ID_MAX_LENGTH
-        ).fillna(False)
-        bad = ~ok.to_numpy(dtype=bool)
-        if name == "transaction_id":
-            bad &= text.notna().to_numpy()
-        problems.add(bad, name, "missing or not an identifier (1-64 of A-Z a-z 0-9 _ . : -)")
-    for name in NUMERIC_FIELDS:
-        if name not in frame.columns:
-            continue
-        values, garbage = _numeric(frame, name)
-        problems.add(garbage, name, "not a number")
-        if name == "amount":
-            problems.add(np.isnan(values) & ~garbage, name, "required value missing")
-        lower, upper = numeric_bounds(name)
-        finite = np.isfinite(values)
-        problems.add(np.isinf(values), name, "must be finite")
-        if lower is not None:
-            problems.add(finite & (values < lower), name, f"must be >= {lower}")
-        if upper is not None:
-            problems.add(finite & (values > upper), name, f"must be <= {upper}")
-        if name in COUNT_FIELDS:
-            problems.add(finite & (np.mod(values, 1.0) != 0), name, "must be a whole number")
-        clean[name] = pd.Series(values)
-    if problems.count:
-        raise ApiError(
-            422,
-            "invalid_rows",
-            f"{problems.count} invalid cells; the first are listed in 'errors'.",
-            problems.items,
-            reason="invalid_rows",
-        )
-    return columns_from_frame(pd.DataFrame(clean))
+def output_filename(filename: str | None, table_format: TableFormat) -> str:
+    """``<stem>.scored.<ext>`` with a safe stem."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", (filename or "transactions").rsplit(".", 1)[0])[:80]
+    return f"{stem or 'transactions'}.scored.{'parquet' if table_format == 'parquet' else 'csv'}"
 
 
 def score_table(
@@ -242,58 +81,168 @@ def score_table(
     content_type: str | None,
     scorer: Scorer,
     max_rows: int,
+    limits: FileLimits | None = None,
+    neutralise_formulas: bool = True,
 ) -> ScoredTable:
-    """Parse, validate and score an uploaded table; return it with the score columns added.
+    """Read, check and score an uploaded table; return it with the score columns added.
 
-    Plainly valid files take the Arrow fast path (:mod:`service.arrow_tables`); whatever it
-    declines (bad cells above all) takes the precise path, which names the bad cells.
+    Args:
+        content: the uploaded bytes.
+        filename, content_type: as the client sent them (they decide the format with the
+            magic bytes, see :func:`detect_format`).
+        scorer: the model and its decision rules.
+        max_rows: more rows than this is a 413.
+        limits: bounds checked before decoding (defaults: :class:`FileLimits`).
+        neutralise_formulas: CSV output only: prefix cells a spreadsheet would run as a
+            formula with ``'`` (see :mod:`service.csv_tables`).
+
+    Raises:
+        ApiError: 400 unreadable or empty file, 413 over a limit, 422 missing columns, no
+            rows or bad cells (the first ones named by row and column).
     """
+    limits = limits or FileLimits()
+    if not content:
+        raise ApiError(
+            400,
+            "empty_file",
+            "The uploaded file is empty.",
+            [{"field": "file", "reason": "no bytes received"}],
+            reason="empty_file",
+        )
     table_format = detect_format(filename, content_type, content[:4])
-    prepared = arrow_tables.prepare(content, table_format, max_rows=max_rows)
-    if prepared is not None:
-        return _score_prepared(prepared, table_format, scorer)
-    return _score_precise(content, table_format, scorer, max_rows)
-
-
-def _score_precise(
-    content: bytes, table_format: TableFormat, scorer: Scorer, max_rows: int
-) -> ScoredTable:
-    """The pandas path: every cell converted and checked, the first bad ones named."""
-    frame = read_table(content, table_format)
-    columns = validate_table(frame, max_rows=max_rows)
-    matrix = compute_features(columns, scorer.feature_names)
-    probabilities = scorer.model.predict(matrix, explain=False).probabilities
-    decisions = scorer.decide(probabilities)
-    frame["fraud_probability"] = probabilities
-    frame["is_fraud"] = decisions.is_fraud
-    frame["risk_band"] = decisions.bands
-    buffer = io.BytesIO()
     if table_format == "parquet":
-        frame.to_parquet(buffer, index=False)
+        table = read_parquet(content, limits, max_rows)
+        columns = model_columns(table, max_rows=max_rows)
+        decisions = _decide(scorer, columns)
+        scored = write_parquet(table, _score_arrays(decisions))
         media_type = PARQUET_MEDIA_TYPE
     else:
-        frame.to_csv(buffer, index=False)
+        source = read_csv(content, limits)
+        columns = model_columns(source.table, max_rows=max_rows)
+        decisions = _decide(scorer, columns)
+        cells = _score_text(decisions)
+        scored = write_csv(source, cells, neutralise_formulas=neutralise_formulas)
         media_type = CSV_MEDIA_TYPE
-    return ScoredTable(buffer.getvalue(), media_type, len(frame), probabilities, decisions.is_fraud)
-
-
-def _score_prepared(
-    prepared: arrow_tables.PreparedTable, table_format: TableFormat, scorer: Scorer
-) -> ScoredTable:
-    """The fast path's table: same model call and decisions, written back with Arrow."""
-    matrix = compute_features(prepared.columns, scorer.feature_names)
-    probabilities = scorer.model.predict(matrix, explain=False).probabilities
-    decisions = scorer.decide(probabilities)
-    content = prepared.write(
-        arrow_tables.Scores(
-            probabilities, decisions.is_fraud, decisions.band_index, decisions.band_names.tolist()
-        )
+    return ScoredTable(
+        scored,
+        media_type,
+        len(decisions.probabilities),
+        decisions.probabilities,
+        decisions.is_fraud,
     )
-    media_type = PARQUET_MEDIA_TYPE if table_format == "parquet" else CSV_MEDIA_TYPE
-    return ScoredTable(content, media_type, prepared.rows, probabilities, decisions.is_fraud)
 
 
-def output_filename(filename: str | None, table_format: TableFormat) -> str:
-    """``<stem>.scored.<ext>`` with a safe stem."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", (filename or "transactions").rsplit(".", 1)[0])[:80]
-    return f"{stem or 'transactions'}.scored.{'parquet' if table_format == 'parquet' else 'csv'}"
+def _decide(scorer: Scorer, columns: dict[str, np.ndarray]) -> Decisions:
+    matrix = compute_features(columns, scorer.feature_names)
+    return scorer.decide(scorer.model.predict(matrix, explain=False).probabilities)
+
+
+def _score_arrays(decisions: Decisions) -> list[pa.Array]:
+    bands = pa.array(list(decisions.band_names), type=pa.string())
+    return [
+        pa.array(decisions.probabilities, type=pa.float64()),
+        pa.array(decisions.is_fraud, type=pa.bool_()),
+        bands.take(pa.array(decisions.band_index)),
+    ]
+
+
+def _score_text(decisions: Decisions) -> list[pa.Array]:
+    """The score cells as CSV text (shortest float64 text; ``True``/``False``; band name)."""
+    probabilities, flags, bands = _score_arrays(decisions)
+    return [
+        pc.cast(probabilities, pa.string()),
+        pc.if_else(flags, "True", "False"),
+        bands,
+    ]
+
+
+def model_columns(table: pa.Table, *, max_rows: int) -> dict[str, np.ndarray]:
+    """Check an uploaded table against the contract; return its model input columns.
+
+    Raises:
+        ApiError: 422 naming missing or repeated contract columns, a table without rows,
+            or the first bad cells; 413 over ``max_rows``.
+    """
+    names = [name.strip() for name in table.column_names]
+    repeated = sorted({n for n in names if n in _CONTRACT_COLUMNS and names.count(n) > 1})
+    if repeated:
+        raise ApiError(
+            422,
+            "duplicate_columns",
+            "The file names a contract column more than once.",
+            [{"field": name, "reason": "column appears more than once"} for name in repeated],
+            reason="invalid_rows",
+        )
+    missing = [name for name in REQUIRED_FIELDS if name not in names]
+    if missing:
+        raise ApiError(
+            422,
+            "missing_columns",
+            "The file lacks required columns.",
+            [{"field": name, "reason": "required column missing"} for name in missing],
+            reason="missing_field",
+        )
+    rows = table.num_rows
+    if rows == 0:
+        raise ApiError(
+            422,
+            "empty_file",
+            "The file has a header but no rows.",
+            [{"field": "file", "reason": "no data rows"}],
+            reason="empty_file",
+        )
+    if rows > max_rows:
+        raise ApiError(
+            413,
+            "too_many_rows",
+            f"The file has more than {max_rows} rows.",
+            [{"field": "file", "reason": f"{rows} rows > {max_rows}"}],
+            reason="too_large",
+        )
+    present = {
+        name: _decoded(table.column(i)) for i, name in enumerate(names) if name in _CONTRACT_COLUMNS
+    }
+    report = _Report()
+    stamps, problems = check_timestamps(present["timestamp"])
+    report.add("timestamp", problems)
+    for name in ID_FIELDS:
+        if name in present:
+            report.add(name, check_identifiers(present[name], required=name != "transaction_id"))
+    columns: dict[str, np.ndarray] = {"timestamp": stamps}
+    for name in NUMERIC_FIELDS:
+        columns[name], problems = check_numbers(present.get(name), name, rows)
+        report.add(name, problems)
+    report.raise_if_any()
+    return columns
+
+
+def _decoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A dictionary (categorical) column as its values."""
+    if pa.types.is_dictionary(column.type):
+        return column.cast(column.type.value_type)
+    return column
+
+
+class _Report:
+    """The first bad cells, column by column, and how many there are in all."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, str]] = []
+        self.count = 0
+
+    def add(self, column: str, problems: Problems) -> None:
+        for mask, reason in problems:
+            rows = np.flatnonzero(mask)
+            self.count += int(rows.size)
+            for row in rows[: max(0, _MAX_REPORTED - len(self.items))].tolist():
+                self.items.append({"field": f"rows.{row}.{column}", "reason": reason})
+
+    def raise_if_any(self) -> None:
+        if self.count:
+            raise ApiError(
+                422,
+                "invalid_rows",
+                f"{self.count} invalid cells; the first are listed in 'errors'.",
+                self.items,
+                reason="invalid_rows",
+            )

@@ -48,7 +48,9 @@ def test_missing_required_field_is_named(field: str) -> None:
         (math.inf, "finite_number"),
         (-0.01, "greater_than_equal"),
         (MAX_AMOUNT * 10, "less_than_equal"),
-        ("twelve", "float_parsing"),
+        ("twelve", "float_type"),
+        ("66.29", "float_type"),
+        (True, "float_type"),
         (None, "float_type"),
     ],
 )
@@ -79,6 +81,45 @@ def test_unparseable_timestamp_is_rejected(timestamp: str) -> None:
 )
 def test_wrong_type_or_range_names_the_field(field: str, value: object) -> None:
     assert _fields(_errors(example_transaction(**{field: value}))) == {field}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error_type"),
+    [
+        ("amount", '"66.29"', "float_type"),
+        ("amount", "true", "float_type"),
+        ("terminal_risk_7d", '"0.5"', "float_type"),
+        ("terminal_fraud_run_days", "false", "float_type"),
+        ("customer_nb_tx_1d", '"3"', "int_type"),
+        ("customer_nb_tx_1d", "true", "int_type"),
+        ("terminal_fraud_run_nb", "2.5", "int_from_float"),
+        ("timestamp", "1533824585", "datetime_type"),
+        ("timestamp", "true", "datetime_type"),
+        ("customer_id", "42", "string_type"),
+    ],
+)
+def test_json_values_are_not_coerced(field: str, value: str, error_type: str) -> None:
+    body = json.dumps(example_transaction(**{field: None})).replace(
+        f'"{field}": null', f'"{field}": {value}'
+    )
+    with pytest.raises(ValidationError) as caught:
+        Transaction.model_validate_json(body)
+    assert [(e["loc"], e["type"]) for e in caught.value.errors()] == [((field,), error_type)]
+
+
+def test_whole_numbers_stay_valid_counts_and_integers_valid_amounts() -> None:
+    body = json.dumps(example_transaction(customer_nb_tx_7d=3.0, amount=12, terminal_risk_7d=0))
+    tx = Transaction.model_validate_json(body)
+    assert (tx.customer_nb_tx_7d, tx.amount, tx.terminal_risk_7d) == (3, 12.0, 0.0)
+
+
+def test_every_count_refuses_strings_and_booleans() -> None:
+    counts = [name for name in AGGREGATE_FIELDS if is_whole_number(name)]
+    for name in counts:
+        assert _fields(_errors(example_transaction(**{name: "3"}))) == {name}
+        assert _fields(_errors(example_transaction(**{name: True}))) == {name}
+    for name in set(AGGREGATE_FIELDS) - set(counts):
+        assert _fields(_errors(example_transaction(**{name: "0.5"}))) == {name}
 
 
 def test_unknown_field_is_rejected_not_ignored() -> None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import io
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from fraud_contract.features import columns_from_records
 from fraud_contract.schema import Transaction, example_transaction
 from service.errors import ApiError
+from service.json_input import TransactionColumns
 from service.model import LoadedModel, ModelLoadError, load_from_store, load_model
 from service.scoring import Scorer
 from service.tables import score_table
@@ -107,41 +110,62 @@ def test_corrupt_card_is_refused(model: LoadedModel) -> None:
         load_model(Stored(), threads=1)
 
 
-def _csv(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False).encode()
-
-
 def test_csv_file_is_scored_and_keeps_extra_columns(model: LoadedModel) -> None:
     scorer = Scorer(model, threshold=None, top_k=3)
-    frame = pd.DataFrame(
-        [example_transaction(transaction_id=f"t{i}", amount=10.0 * i) for i in range(1, 6)]
-    )
-    frame["label"] = [0, 1, 0, 1, 0]
+    records = [example_transaction(transaction_id=f"t{i}", amount=10.0 * i) for i in range(1, 6)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, [*records[0], "label"])
+    writer.writeheader()
+    writer.writerows({**r, "label": i % 2} for i, r in enumerate(records))
     scored = score_table(
-        _csv(frame), filename="x.csv", content_type="text/csv", scorer=scorer, max_rows=100
+        buffer.getvalue().encode(),
+        filename="x.csv",
+        content_type="text/csv",
+        scorer=scorer,
+        max_rows=100,
     )
-    out = pd.read_csv(io.BytesIO(scored.content))
-    assert list(out.columns) == [*frame.columns, "fraud_probability", "is_fraud", "risk_band"]
-    single = scorer.score(
-        [Transaction.model_validate(r) for r in frame.drop(columns="label").to_dict("records")]
-    )
+    out = list(csv.DictReader(io.StringIO(scored.content.decode(), newline="")))
+    assert list(out[0]) == [*records[0], "label", "fraud_probability", "is_fraud", "risk_band"]
+    single = scorer.score([Transaction.model_validate(r) for r in records])
     np.testing.assert_allclose(
-        out["fraud_probability"], [r["fraud_probability"] for r in single], atol=1e-6
+        [float(r["fraud_probability"]) for r in out],
+        [r["fraud_probability"] for r in single],
+        atol=1e-6,
     )
 
 
-def test_parquet_file_round_trips(model: LoadedModel, tmp_path: Path) -> None:
+def test_parquet_file_round_trips(model: LoadedModel) -> None:
     scorer = Scorer(model, threshold=None, top_k=3)
-    frame = pd.DataFrame([example_transaction(amount=5.0), example_transaction(amount=500.0)])
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+    table = pa.Table.from_pylist(
+        [example_transaction(amount=5.0), example_transaction(amount=500.0)]
+    )
     buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
+    pq.write_table(table, buffer)
     scored = score_table(
         buffer.getvalue(), filename="x.parquet", content_type=None, scorer=scorer, max_rows=100
     )
-    out = pd.read_parquet(io.BytesIO(scored.content))
-    assert out["is_fraud"].dtype == bool
-    assert len(out) == 2
+    out = pq.read_table(io.BytesIO(scored.content))
+    assert out.schema.field("is_fraud").type == pa.bool_()
+    assert out.num_rows == 2
+
+
+@pytest.mark.parametrize("reasons", ["all", "flagged", "none"])
+def test_columns_score_as_the_transactions_do(model: LoadedModel, reasons: str) -> None:
+    transactions = _transactions(30)
+    asked = [i % 4 == 0 for i in range(30)]
+    ranked = sorted(
+        r["fraud_probability"] for r in Scorer(model, threshold=None, top_k=0).score(transactions)
+    )
+    scorer = Scorer(model, threshold=(ranked[12] + ranked[13]) / 2, top_k=3, reasons=reasons)  # type: ignore[arg-type]
+    batch = TransactionColumns(
+        columns_from_records(transactions), [t.transaction_id for t in transactions]
+    )
+    for explain in (None, asked):
+        expected, _ = scorer.score_timed(transactions, explain)
+        results, timings = scorer.score_columns(batch, explain)
+        assert results == expected
+        assert min(timings.preprocess, timings.predict, timings.postprocess) >= 0.0
+    assert scorer.score_columns(TransactionColumns({}, []))[0] == []
 
 
 def test_file_with_missing_columns_names_them(model: LoadedModel) -> None:

@@ -1,0 +1,261 @@
+"""Strict JSON request bodies: one transaction, or a batch decoded straight into columns.
+
+The contract (:class:`fraud_contract.schema.Transaction`, pydantic) defines what is valid
+and every error message. A batch takes a column path first: orjson, then whole-column
+checks with numpy against the contract's own bounds, types and identifier rule
+(:mod:`service.table_rules`), features from the columns. That path only *accepts*; the
+moment a batch is not plainly valid (a bad value, a padded identifier, a timestamp in
+another ISO 8601 form, an escape sequence, ...) it steps aside and pydantic validates the
+body as always, so errors are pydantic's, field paths and all (``transactions.3.amount``).
+
+Strict JSON everywhere: a key repeated in one object is a 400 naming it (JSON parsers
+otherwise keep the last value silently); no string or boolean is taken for a number (see the
+schema). Everything here is synchronous and keeps no state between calls: callers may run
+it in worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import orjson
+import pyarrow as pa
+from pydantic import ValidationError
+
+from fraud_contract.api import MAX_BATCH_TRANSACTIONS, BatchRequest
+from fraud_contract.features import columns_from_records
+from fraud_contract.schema import REQUIRED_FIELDS, TRANSACTION_FIELDS, Transaction
+from service.errors import ApiError, from_validation_error
+from service.table_rules import (
+    BOUNDS,
+    COUNT_FIELDS,
+    NUMERIC_FIELDS,
+    identifiers_ok,
+    plain_timestamps,
+)
+
+_FIELDS: Final = frozenset(TRANSACTION_FIELDS)
+_NUMBER_TYPES: Final = frozenset({int, float})
+_OPTIONAL_NUMBER_TYPES: Final = frozenset({int, float, type(None)})
+_COUNTS: Final = frozenset(COUNT_FIELDS)
+
+
+@dataclass(frozen=True)
+class TransactionColumns:
+    """A validated batch as columns: what :func:`compute_features` takes, and the ids."""
+
+    #: ``timestamp`` (``datetime64[us]``) and every numeric field (float64, NaN = missing).
+    columns: dict[str, np.ndarray]
+    #: Each transaction's ``transaction_id`` (``None`` when it has none), in order.
+    transaction_ids: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.transaction_ids)
+
+
+def decode_transaction(body: bytes) -> Transaction:
+    """One transaction from a JSON body.
+
+    Raises:
+        ApiError: 400 for a body that is not JSON or repeats a key, 422 naming every field
+            that breaks the contract.
+    """
+    _reject_repeated_keys(body, _flat_object_members(body))
+    try:
+        return Transaction.model_validate_json(body)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
+def decode_batch(body: bytes, *, max_rows: int = MAX_BATCH_TRANSACTIONS) -> TransactionColumns:
+    """A ``{"transactions": [...]}`` body (1 to ``max_rows`` transactions) as columns.
+
+    Raises:
+        ApiError: as :func:`decode_transaction`, field paths prefixed by
+            ``transactions.<index>``; 422 for an empty list or more than ``max_rows``.
+    """
+    columns = _columns_if_plainly_valid(body, max_rows)
+    if columns is not None:
+        return columns
+    _reject_repeated_keys(body, None)
+    try:
+        batch = BatchRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+    rows = batch.transactions
+    if len(rows) > max_rows:  # only when max_rows is below the contract's own limit
+        raise ApiError(
+            422,
+            "invalid_input",
+            "The request has 1 problem; see 'errors'.",
+            [
+                {
+                    "field": "transactions",
+                    "reason": f"List should have at most {max_rows} items after validation, "
+                    f"not {len(rows)}",
+                }
+            ],
+            reason="batch_size",
+        )
+    return TransactionColumns(columns_from_records(rows), [t.transaction_id for t in rows])
+
+
+# ---- the column path ------------------------------------------------------------------------
+
+
+class _NotPlainError(Exception):
+    """The batch is not plainly valid: pydantic decides (and names the problem)."""
+
+
+def _require(condition: bool) -> None:
+    if not condition:
+        raise _NotPlainError
+
+
+def _columns_if_plainly_valid(body: bytes, max_rows: int) -> TransactionColumns | None:
+    """The batch as columns when every check passes at once; ``None`` otherwise."""
+    try:
+        return _plain_columns(body, max_rows)
+    except (_NotPlainError, orjson.JSONDecodeError, OverflowError):
+        return None
+
+
+def _plain_columns(body: bytes, max_rows: int) -> TransactionColumns:
+    _require(b"\\" not in body)  # escapes: the key count below compares raw and decoded text
+    document = orjson.loads(body)
+    _require(type(document) is dict and len(document) == 1)
+    rows = document.get("transactions")
+    _require(type(rows) is list and 1 <= len(rows) <= min(max_rows, MAX_BATCH_TRANSACTIONS))
+    _require(all(type(row) is dict and row.keys() <= _FIELDS for row in rows))
+    raw = _transpose(rows)
+    _require(all(name in raw for name in REQUIRED_FIELDS))
+    n_rows = len(rows)
+    stamps = plain_timestamps(_text(raw["timestamp"], optional=False))
+    _require(stamps is not None)
+    columns: dict[str, Any] = {"timestamp": stamps}
+    texts: list[str] = list(raw["timestamp"])
+    for name in ("customer_id", "terminal_id", "transaction_id"):
+        if name in raw:
+            optional = name == "transaction_id"
+            ids = _text(raw[name], optional=optional)
+            ok = identifiers_ok(pa.chunked_array([ids]))
+            if optional:
+                ok |= np.asarray(ids.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            _require(bool(ok.all()))
+            texts.extend(value for value in raw[name] if value is not None)
+    for name in NUMERIC_FIELDS:
+        columns[name] = _numbers(raw.get(name), name, n_rows)
+    # A key given twice in one object leaves one more ':' in the body than members kept
+    # (the slow path then names it); the other colons are inside these strings.
+    members = 1 + sum(map(len, rows))
+    _require(body.count(b":") == members + "".join(texts).count(":"))
+    transaction_ids = list(raw.get("transaction_id") or [None] * n_rows)
+    return TransactionColumns(columns, transaction_ids)
+
+
+def _transpose(rows: list[dict[str, Any]]) -> dict[str, Sequence[Any]]:
+    """Field name -> values of the rows that have it (absent optional fields: ``None``)."""
+    first = tuple(rows[0])
+    if all(tuple(row) == first for row in rows):  # the usual case: one producer, one key order
+        return dict(zip(first, zip(*map(dict.values, rows), strict=True), strict=True))
+    present = set().union(*rows)
+    return {name: [row.get(name) for row in rows] for name in present}
+
+
+def _text(values: Sequence[Any], *, optional: bool) -> pa.Array:
+    allowed = {str, type(None)} if optional else {str}
+    _require(set(map(type, values)) <= allowed)
+    return pa.array(values, type=pa.string())
+
+
+def _numbers(values: Sequence[Any] | None, name: str, n_rows: int) -> np.ndarray:
+    """float64 (NaN = missing) when every value is a JSON number within bounds."""
+    if values is None:
+        return np.full(n_rows, np.nan)
+    allowed = _NUMBER_TYPES if name == "amount" else _OPTIONAL_NUMBER_TYPES
+    _require(set(map(type, values)) <= allowed)  # bool is its own type here: refused
+    array = np.array(values, dtype=np.float64)
+    present = array[~np.isnan(array)]
+    if present.size:
+        lower, upper = BOUNDS[name]
+        _require(bool(np.isfinite(present).all()))
+        _require(lower is None or present.min() >= lower)
+        _require(upper is None or present.max() <= upper)
+        _require(name not in _COUNTS or not (np.mod(present, 1.0) != 0).any())
+    return array
+
+
+# ---- repeated keys --------------------------------------------------------------------------
+
+
+def _flat_object_members(body: bytes) -> bool:
+    """Whether ``body`` is one flat object whose every key is there once (cheap check)."""
+    if b"\\" in body:
+        return False
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    if type(document) is not dict:
+        return False
+    colons = 0
+    for key, value in document.items():
+        if type(value) in (dict, list):
+            return False
+        colons += key.count(":") + (value.count(":") if type(value) is str else 0)
+    return body.count(b":") == len(document) + colons
+
+
+def _reject_repeated_keys(body: bytes, known_unique: bool | None) -> None:
+    """400 naming the first key that appears twice in one object."""
+    if known_unique:
+        return
+    try:
+        document = json.loads(body, object_pairs_hook=_Pairs.build)
+    except (ValueError, RecursionError):
+        return  # not JSON (pydantic names the problem)
+    found = _first_repeated(document)
+    if found is not None:
+        path, key = found
+        raise ApiError(
+            400,
+            "duplicate_key",
+            f"The request body gives the key {key!r} more than once.",
+            [{"field": path, "reason": f"duplicate key {key!r}"}],
+            reason="duplicate_key",
+        )
+
+
+class _Pairs(dict[str, Any]):
+    """A decoded object that remembers its first repeated key."""
+
+    repeated: str | None = None
+
+    @classmethod
+    def build(cls, pairs: list[tuple[str, Any]]) -> _Pairs:
+        obj = cls(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            obj.repeated = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        return obj
+
+
+def _first_repeated(document: Any) -> tuple[str, str] | None:
+    """(dotted path of the key, key) of the first repeated key, depth first; else ``None``."""
+    stack: list[tuple[Any, str]] = [(document, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _Pairs):
+            if node.repeated is not None:
+                return f"{path}{node.repeated}", node.repeated
+            children = [(value, f"{path}{key}.") for key, value in node.items()]
+        elif isinstance(node, list):
+            children = [(value, f"{path}{i}.") for i, value in enumerate(node)]
+        else:
+            continue
+        stack.extend(reversed(children))
+    return None
