@@ -28,7 +28,7 @@ import asyncio
 import hmac
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from fraud_contract.api import (
     API_KEY_HEADER,
@@ -77,18 +77,39 @@ _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 _CLOSE = (b"connection", b"close")
 
 
-class Admission:
-    """Per-worker admission control: at most ``limit`` ``/v1`` requests in flight.
+@runtime_checkable
+class QueueClock(Protocol):
+    """What admission needs from the adaptive batcher: how long its oldest job has waited."""
 
-    With ``per_key_limit`` set, each API key may hold at most that many of them, so one
-    client cannot take every slot from the others.
+    def oldest_wait_s(self, now: float) -> float:
+        """Seconds the oldest unanswered job has been queued or scored."""
+        ...
+
+
+class Admission:
+    """Per-worker admission control, the one place that decides to shed (503).
+
+    * at most ``limit`` ``/v1`` requests in flight;
+    * single scores also while the adaptive batcher's oldest job has waited longer than
+      ``queue_budget_s``: queueing delay, not a count, says when the worker is behind, so
+      the requests it admits during an overload still meet their latency objective;
+    * with ``per_key_limit`` set, each API key holds at most that many slots, so one client
+      cannot take every slot from the others.
     """
 
-    __slots__ = ("by_key", "in_flight", "limit", "per_key_limit")
+    __slots__ = ("by_key", "in_flight", "limit", "per_key_limit", "queue", "queue_budget_s")
 
-    def __init__(self, limit: int, per_key_limit: int = 0) -> None:
+    def __init__(
+        self,
+        limit: int,
+        per_key_limit: int = 0,
+        queue_budget_s: float = 0.0,
+        queue: QueueClock | None = None,
+    ) -> None:
         self.limit = limit
         self.per_key_limit = per_key_limit
+        self.queue_budget_s = queue_budget_s
+        self.queue = queue
         self.in_flight = 0
         self.by_key: dict[int, int] = {}
 
@@ -96,6 +117,12 @@ class Admission:
     def full(self) -> bool:
         """No room for one more request."""
         return self.in_flight >= self.limit
+
+    def behind(self) -> bool:
+        """The batcher's oldest job has waited past the queueing budget."""
+        if self.queue is None or self.queue_budget_s <= 0:
+            return False
+        return self.queue.oldest_wait_s(time.perf_counter()) > self.queue_budget_s
 
     def enter(self, key: int | None) -> None:
         """Count a request (of API key number ``key``) in flight, or shed it (503)."""
@@ -191,7 +218,11 @@ class FrontApp:
         self.routes: dict[str, Route] = build_routes(settings)
         self.backend = backend
         self.runtime: Runtime | None = None
-        self.admission = Admission(settings.max_concurrency, settings.max_concurrency_per_key)
+        self.admission = Admission(
+            settings.max_concurrency,
+            settings.max_concurrency_per_key,
+            queue_budget_s=settings.max_queue_wait_ms / 1000,
+        )
         self.cors = Cors(settings.cors_origins) if settings.cors_origins else None
         self.shed_log = ShedLog()
         self.headers = (*SECURITY_HEADERS, _HSTS) if settings.behind_tls else SECURITY_HEADERS
@@ -205,6 +236,8 @@ class FrontApp:
     def bind(self, runtime: Runtime) -> None:
         """Serve with the loaded model (called by the service instance at start-up)."""
         self.runtime = runtime
+        queue = runtime.score_one
+        self.admission.queue = queue if isinstance(queue, QueueClock) else None
 
     def in_front_of(self, backend: ASGIApp) -> FrontApp:
         """This app with BentoML's app behind it (for lifespan messages)."""
@@ -284,7 +317,7 @@ class FrontApp:
             if route.needs_key:
                 self._authenticate(request)
             return await route.handler(runtime, request)
-        if self.admission.full:
+        if self.admission.full or (route.endpoint == "single" and self.admission.behind()):
             raise Overloaded
         key = self._authenticate(request)
         await read_request_body(request, route, self.settings)

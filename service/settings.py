@@ -73,6 +73,13 @@ class ServiceSettings(BaseSettings):
         "an immediate 503 with Retry-After (64 ~ one core's capacity x the 15 ms objective; "
         "see docs/operations.md).",
     )
+    max_queue_wait_ms: float = Field(
+        default=20.0,
+        ge=0,
+        description="Admission control: a single score arriving while the adaptive batcher's "
+        "oldest request has waited longer than this gets an immediate 503 (0: off). Keeps the "
+        "latency of admitted requests bounded under overload (docs/operations.md).",
+    )
     max_concurrency_per_key: int = Field(
         default=0,
         ge=0,

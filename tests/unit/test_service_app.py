@@ -633,3 +633,39 @@ async def test_a_draining_worker_closes_connections_and_leaves_rotation(
     assert during.headers["connection"] == "close"
     assert _error(ready, 503).error == "shutting_down"
     assert ready.headers["connection"] == "close"
+
+
+def _slow_batches(*args: Any) -> Any:
+    time.sleep(0.3)
+    return [
+        {"transaction_id": None, "fraud_probability": 0.1, "is_fraud": False} for _ in args[0]
+    ], None
+
+
+async def test_single_scores_are_shed_while_the_batcher_is_behind(
+    model: LoadedModel, metrics: RecordingMetrics
+) -> None:
+    settings = ServiceSettings(id_hash_key=HASH_KEY, max_queue_wait_ms=20)
+    scorer = Scorer(model, threshold=None, top_k=3)
+    adaptive = AdaptiveScorer(scorer, metrics, settings)  # type: ignore[arg-type]
+    metrics.observe_results = lambda *a: None  # type: ignore[method-assign]
+    scorer.score_timed = _slow_batches  # type: ignore[method-assign]
+    app = front_app(model, metrics, adaptive, max_queue_wait_ms=20)
+    assert app.admission.queue is adaptive
+    async with client_for(app) as client:
+        answers: list[httpx.Response] = []
+
+        async def post() -> None:
+            answers.append(await client.post(SCORE_PATH, json=example_transaction()))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(post)  # its batch takes 300 ms in the scoring thread
+            await anyio.sleep(0.1)
+            shed = await client.post(SCORE_PATH, json=example_transaction())
+            batch = await client.post(SCORE_BATCH_PATH, json={"transactions": []})
+        after = await client.post(SCORE_PATH, json=example_transaction())
+    assert _error(shed, 503).error == "overloaded"
+    assert batch.status_code == 422  # only single scores queue in the batcher
+    assert [a.status_code for a in answers] == [200]
+    assert after.status_code == 200
+    assert adaptive.oldest_wait_s(time.perf_counter()) == 0.0
