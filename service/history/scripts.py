@@ -122,21 +122,24 @@ local function card_op(hk, ik, t, a, tag, txid)
   local v, n = unpack_all(blob, 4, 'I4dH', 14, 3)
   local c1, c7, c30, s1, s7, s30, q30, rc, rs, h1, h7 = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
   local ins = n
+  -- Window edges as times: a row at tj is in (t - span, t] when tj > t - span.
+  local lo1, lo7, lo30, ref_lo, ref_hi = t - D1, t - D7, t - D30, t - REF_START, t - REF_END
   for j = 1, n do
     local b = 3 * j
     local tj = v[b - 2]
     if tj > t then ins = j - 1; break end
-    local age = t - tj
-    local aj = v[b - 1]
-    if age < D30 then
+    if tj > lo30 then
+      local aj = v[b - 1]
       c30 = c30 + 1; s30 = s30 + aj; q30 = q30 + aj * aj
-      if age < D7 then
+      if tj > lo7 then
         local high = v[b] % 2
         c7 = c7 + 1; s7 = s7 + aj; h7 = h7 + high
-        if age < D1 then c1 = c1 + 1; s1 = s1 + aj; h1 = h1 + high end
+        if tj > lo1 then c1 = c1 + 1; s1 = s1 + aj; h1 = h1 + high end
       end
+      if tj <= ref_hi then rc = rc + 1; rs = rs + aj end
+    elseif tj > ref_lo then
+      rc = rc + 1; rs = rs + v[b - 1]
     end
-    if age >= REF_END and age < REF_START then rc = rc + 1; rs = rs + aj end
   end
   c1 = c1 + 1; c7 = c7 + 1; c30 = c30 + 1
   s1 = s1 + a; s7 = s7 + a; s30 = s30 + a; q30 = q30 + a * a
@@ -186,18 +189,19 @@ local function terminal_op(hk, ik, t, tag, txid)
   local td = t - DELAY
   local n1, n7, n30, f1, f7, f30 = 0, 0, 0, 0, 0, 0
   local last, ins = 0, n
+  local lo1, lo7, lo30 = td - D1, td - D7, td - D30
   for j = 1, n do
     local tj = v[2 * j - 1]
-    if tj > t then ins = j - 1; break end
-    if tj <= td then
+    if tj > td then
+      if tj > t then ins = j - 1; break end
+    else
       last = j
-      local age = td - tj
-      if age < D30 then
+      if tj > lo30 then
         local fraud = bit_of(v[2 * j], 2)
         n30 = n30 + 1; f30 = f30 + fraud
-        if age < D7 then
+        if tj > lo7 then
           n7 = n7 + 1; f7 = f7 + fraud
-          if age < D1 then n1 = n1 + 1; f1 = f1 + fraud end
+          if tj > lo1 then n1 = n1 + 1; f1 = f1 + fraud end
         end
       end
     end
