@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 import orjson
-from pydantic import ValidationError
 
 from fraud_contract.api import (
     DOCS_PATH,
@@ -27,12 +26,11 @@ from fraud_contract.api import (
     SCORE_BATCH_PATH,
     SCORE_FILE_PATH,
     SCORE_PATH,
-    BatchRequest,
 )
-from fraud_contract.schema import Transaction
 from service import bentoml_bridge, docs_pages
 from service.asgi import JSON, Request, check_json_content_type, read_body, replay
-from service.errors import InvalidInput, NotReady, UnsupportedMedia, from_validation_error
+from service.errors import InvalidInput, NotReady, UnsupportedMedia
+from service.json_input import decode_batch, decode_transaction
 from service.logs import LOGGER_NAME
 
 if TYPE_CHECKING:
@@ -55,7 +53,6 @@ class Reply:
     status: int = 200
 
 
-Model = TypeVar("Model", Transaction, BatchRequest)
 Handler = Callable[["Runtime | None", Request], Awaitable[Reply]]
 
 
@@ -81,7 +78,7 @@ async def score(runtime: Runtime | None, request: Request) -> Reply:
     """``POST /v1/score``: one transaction through the adaptive batcher."""
     assert runtime is not None
     explain = explain_flag(request.query)
-    transaction = _decode(Transaction, request.body or b"")
+    transaction = decode_transaction(request.body or b"")
     result = await runtime.score_one(transaction, explain)
     if runtime.settings.access_log:
         logger.info(
@@ -102,9 +99,9 @@ async def score_batch(runtime: Runtime | None, request: Request) -> Reply:
     body = request.body or b""
 
     def work() -> bytes:
-        batch = _decode(BatchRequest, body)
-        flags = [True] * len(batch.transactions) if explain else None
-        results, timings = runtime.scorer.score_timed(batch.transactions, flags)
+        batch = decode_batch(body)
+        flags = [True] * len(batch) if explain else None
+        results, timings = runtime.scorer.score_columns(batch, flags)
         runtime.metrics.observe_results("batch", results, timings)
         return orjson.dumps({"model_tag": runtime.scorer.model_tag, "results": results})
 
@@ -177,7 +174,11 @@ async def openapi(runtime: Runtime | None, request: Request) -> Reply:
 
 async def swagger(runtime: Runtime | None, request: Request) -> Reply:
     """``GET /docs`` (and ``/``): Swagger UI, every asset served from this process."""
-    return Reply(docs_pages.SWAGGER_PAGE, content_type=b"text/html; charset=utf-8")
+    return Reply(
+        docs_pages.SWAGGER_PAGE,
+        content_type=b"text/html; charset=utf-8",
+        headers=((b"content-security-policy", docs_pages.PAGE_POLICY),),
+    )
 
 
 async def swagger_asset(runtime: Runtime | None, request: Request) -> Reply:
@@ -255,10 +256,3 @@ def explain_flag(query: bytes) -> bool:
             reason="invalid_query",
         )
     return False
-
-
-def _decode(model: type[Model], body: bytes) -> Model:
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None

@@ -438,6 +438,7 @@ async def test_every_route_keeps_the_request_timeout(
     app = front_app(model, metrics, never, request_timeout_s=0.2)
     assert app.runtime is not None
     app.runtime.scorer.score_timed = _sleeping_batch  # type: ignore[method-assign]
+    app.runtime.scorer.score_columns = _sleeping_batch  # type: ignore[method-assign]
     body: Any = example_transaction()
     if path == SCORE_BATCH_PATH:
         body = {"transactions": [example_transaction()]}
