@@ -130,6 +130,8 @@ async def score_file(runtime: Runtime | None, request: Request) -> Reply:
             content_type=upload.content_type,
             scorer=runtime.scorer,
             max_rows=settings.max_file_rows,
+            limits=settings.file_limits(),
+            neutralise_formulas=settings.csv_neutralise_formulas,
         )
     )
     runtime.metrics.observe_batch("file", scored.rows)

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fraud_contract.artifact import MODEL_NAME
 from service.logs import IdHasher
+from service.table_limits import FileLimits
 
 #: Shortest accepted FRAUD_ID_HASH_KEY, in characters (128 bits as hex).
 MIN_HASH_KEY_CHARS = 32
@@ -101,6 +102,26 @@ class ServiceSettings(BaseSettings):
     )
     max_file_rows: int = Field(
         default=2_000_000, ge=1, description="Most rows accepted in one scored file."
+    )
+    max_file_columns: int = Field(
+        default=256, ge=5, description="Most columns in a scored file (CSV header, Parquet)."
+    )
+    max_file_header_bytes: int = Field(
+        default=64 * 1024, ge=256, description="Longest CSV header line, in bytes."
+    )
+    max_file_cell_bytes: int = Field(
+        default=16 * 1024, ge=64, description="Longest cell of a scored file, in bytes."
+    )
+    max_file_decoded_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Most bytes of decoded cells in a scored file, checked from the file's own "
+        "metadata before decoding (decompression bombs get a 413).",
+    )
+    csv_neutralise_formulas: bool = Field(
+        default=True,
+        description="Scored CSVs: prefix cells starting with = + - @ tab or CR with a single "
+        "quote (OWASP's CSV-injection advice), so spreadsheets never run them.",
     )
     model_threads: int = Field(
         default=1,
@@ -200,6 +221,15 @@ class ServiceSettings(BaseSettings):
             lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
             keys.extend(line.strip() for line in lines if line.strip())
         return tuple(key.encode() for key in keys)
+
+    def file_limits(self) -> FileLimits:
+        """The bounds on one uploaded table."""
+        return FileLimits(
+            max_columns=self.max_file_columns,
+            max_header_bytes=self.max_file_header_bytes,
+            max_cell_bytes=self.max_file_cell_bytes,
+            max_decoded_bytes=self.max_file_decoded_bytes,
+        )
 
     def id_hasher(self) -> IdHasher:
         """The keyed hash for card ids in logs (a per-process random key in dev mode).
