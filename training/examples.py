@@ -17,7 +17,7 @@ import pandas as pd
 
 from fraud_contract import TRANSACTION_FIELDS, Transaction
 from fraud_contract.schema import is_whole_number
-from training.simulate import simulate_with_aggregates
+from training.simulation_pipeline import simulate_with_aggregates
 from training.simulator import preset
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "fraud_contract" / "examples.json"

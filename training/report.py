@@ -13,8 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from training.metrics import reliability_curve
+from training.evaluation import reliability_curve
 from training.simulator import SCENARIO_NAMES
+from training.transactions_file import SCENARIO_COLUMN
 
 if TYPE_CHECKING:
     from training.train import TrainingResult
@@ -113,7 +114,6 @@ def write_report(result: TrainingResult, out_dir: Path, title: str) -> dict[str,
     out_dir.mkdir(parents=True, exist_ok=True)
     card = result.card
     label = result.test["is_fraud"].to_numpy()
-    scenario = result.test["fraud_scenario"].to_numpy()
     score = result.test_score
     curve = reliability_curve(label, score, n_bins=10)
     gain = result.model.booster.get_score(importance_type="total_gain")
@@ -126,7 +126,11 @@ def write_report(result: TrainingResult, out_dir: Path, title: str) -> dict[str,
     _plot_roc(label, score, out_dir / "roc_curve.png")
     _plot_reliability(curve, out_dir / "reliability.png")
     _plot_importance(importance, out_dir / "feature_importance.png")
-    _plot_scores(scenario, score, card.threshold, out_dir / "score_by_scenario.png")
+    plots = [name for name in PLOTS if name != "score_by_scenario"]
+    if SCENARIO_COLUMN in result.test.columns:  # a user's file may have no scenario column
+        scenario = result.test[SCENARIO_COLUMN].to_numpy()
+        _plot_scores(scenario, score, card.threshold, out_dir / "score_by_scenario.png")
+        plots.append("score_by_scenario")
 
     body = {
         "title": title,
@@ -140,11 +144,28 @@ def write_report(result: TrainingResult, out_dir: Path, title: str) -> dict[str,
         "dataset": card.dataset,
         "code_version": card.code_version,
         "trained_at": card.trained_at,
-        "plots": {name: f"{name}.png" for name in PLOTS},
+        "plots": {name: f"{name}.png" for name in plots},
     }
     (out_dir / "evaluation.json").write_text(json.dumps(body, indent=2) + "\n")
     (out_dir / "evaluation.md").write_text(_markdown(body))
     return body
+
+
+def _data_line(source: dict[str, Any]) -> str:
+    """Which data the model was trained and measured on, in one sentence."""
+    if not source:
+        return "Data: not recorded."
+    period = source.get("period", {})
+    what = (
+        f"file `{source.get('path')}` (SHA-256 {source.get('sha256')})"
+        if source.get("kind") == "file"
+        else f"simulator, preset {source.get('preset')}, seed "
+        f"{(source.get('simulator') or {}).get('seed')}"
+    )
+    return (
+        f"Data: {what}: {source.get('rows', 0):,} transactions, {source.get('frauds', 0):,} "
+        f"frauds, {period.get('first', '?')} .. {period.get('last', '?')}."
+    )
 
 
 def _markdown(body: dict[str, Any]) -> str:
@@ -157,6 +178,8 @@ def _markdown(body: dict[str, Any]) -> str:
         f"{periods.get('test', {}).get('end_exclusive', '?')} (exclusive), "
         f"{int(m['n_transactions']):,} transactions after the handbook's cleaning, "
         f"fraud rate {m['fraud_rate']:.2%}.",
+        "",
+        _data_line(body["dataset"].get("source", {})),
         "",
         "| metric | value |",
         "|---|---|",
@@ -173,9 +196,13 @@ def _markdown(body: dict[str, Any]) -> str:
         "",
         f"Threshold rule: {body['threshold_rule']}.",
         "",
-        "Recall at the threshold by fraud scenario: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in body["scenario_recall"].items())
-        + ".",
+        (
+            "Recall at the threshold by fraud scenario: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in body["scenario_recall"].items())
+            + "."
+        )
+        if body["scenario_recall"]
+        else "No fraud scenario column in the data: no recall by scenario.",
         "",
         "Plots: " + ", ".join(f"[{name}]({file})" for name, file in body["plots"].items()) + ".",
         "",

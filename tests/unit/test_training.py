@@ -16,11 +16,17 @@ from fraud_contract import AGGREGATE_FIELDS, columns_from_records, compute_featu
 from fraud_contract.artifact import load_card
 from tests.support.models import train_tiny_model
 from tests.support.tools import REPO_ROOT
-from training.metrics import CostModel, card_precision_at_k, recall_at_fpr
+from training.evaluation import CostModel, card_precision_at_k, recall_at_fpr
 from training.protocol import Period, clean_test, handbook_periods, select
-from training.simulate import simulate_with_aggregates
+from training.simulation_pipeline import simulate_with_aggregates
 from training.simulator import preset
-from training.train import TrainingResult, default_periods, evaluate
+from training.train import (
+    MAX_ROUNDS_BY_PRESET,
+    TrainingResult,
+    default_periods,
+    evaluate,
+    simulated_source,
+)
 
 EXAMPLES = {
     e["name"]: e for e in json.loads((REPO_ROOT / "fraud_contract" / "examples.json").read_text())
@@ -99,7 +105,12 @@ def test_test_cleaning_drops_cards_with_known_fraud() -> None:
 def trained() -> TrainingResult:
     config = preset("test")
     frame = simulate_with_aggregates(config, progress=False)
-    return evaluate(frame, default_periods(config), config, "test")
+    return evaluate(
+        frame,
+        default_periods(config),
+        simulated_source(frame, config, "test"),
+        max_rounds=MAX_ROUNDS_BY_PRESET["test"],
+    )
 
 
 def _score(result: TrainingResult, record: dict[str, object]) -> float:
@@ -125,6 +136,14 @@ def test_model_card_is_complete(trained: TrainingResult) -> None:
         card.dataset["periods"]["train"]["end_exclusive"]
         < card.dataset["periods"]["valid"]["start"]
     )
+    # The data actually used: the simulator (older cards had only these two keys).
+    assert card.dataset["preset"] == "test"
+    assert card.dataset["simulator"]["seed"] == 0
+    source = card.dataset["source"]
+    assert source["kind"] == "simulator"
+    assert source["has_fraud_scenario"] is True
+    assert source["rows"] > 10_000
+    assert source["period"]["first"].startswith("2018-04-01")
 
 
 def test_missing_aggregates_change_the_score_as_expected(trained: TrainingResult) -> None:
