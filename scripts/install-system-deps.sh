@@ -16,7 +16,9 @@ DEBIAN_PACKAGES=(podman buildah runc debootstrap uidmap slirp4netns fuse-overlay
   # Service-name DNS between compose containers on podman's CNI networks (Debian 12's podman 4.3).
   golang-github-containernetworking-plugin-dnsname
   # actionlint (make lint) checks workflow `run:` scripts with shellcheck, as on GitHub's runners.
-  shellcheck)
+  shellcheck
+  # A Redis 7 server for the history store's compatibility test (the service speaks to both).
+  redis-server)
 
 missing_packages() {
   local pkg

@@ -91,22 +91,33 @@ class Admission:
 
     * at most ``limit`` ``/v1`` requests in flight;
     * single scores also while the adaptive batcher's oldest job has waited longer than
-      ``queue_budget_s``: queueing delay, not a count, says when the worker is behind, so
-      the requests it admits during an overload still meet their latency objective;
+      ``queue_budget_s`` and at least ``queue_floor`` requests (one full adaptive batch) are
+      in flight: queueing delay, not a count, says when the worker is behind, so the
+      requests it admits during an overload still meet their latency objective;
     * with ``per_key_limit`` set, each API key holds at most that many slots, so one client
       cannot take every slot from the others.
     """
 
-    __slots__ = ("by_key", "in_flight", "limit", "per_key_limit", "queue", "queue_budget_s")
+    __slots__ = (
+        "by_key",
+        "in_flight",
+        "limit",
+        "per_key_limit",
+        "queue",
+        "queue_budget_s",
+        "queue_floor",
+    )
 
     def __init__(
         self,
         limit: int,
         per_key_limit: int = 0,
         queue_budget_s: float = 0.0,
+        queue_floor: int = 0,
         queue: QueueClock | None = None,
     ) -> None:
         self.limit = limit
+        self.queue_floor = queue_floor
         self.per_key_limit = per_key_limit
         self.queue_budget_s = queue_budget_s
         self.queue = queue
@@ -119,8 +130,13 @@ class Admission:
         return self.in_flight >= self.limit
 
     def behind(self) -> bool:
-        """The batcher's oldest job has waited past the queueing budget."""
-        if self.queue is None or self.queue_budget_s <= 0:
+        """The batcher's oldest job has waited past the queueing budget, with a queue to show.
+
+        Below ``queue_floor`` requests in flight nothing is shed on delay alone: a pause of
+        the whole process (a busy neighbour, the batcher's warm-up) delays a handful of
+        requests without the worker being overloaded.
+        """
+        if self.queue is None or self.queue_budget_s <= 0 or self.in_flight < self.queue_floor:
             return False
         return self.queue.oldest_wait_s(time.perf_counter()) > self.queue_budget_s
 
@@ -222,6 +238,7 @@ class FrontApp:
             settings.max_concurrency,
             settings.max_concurrency_per_key,
             queue_budget_s=settings.max_queue_wait_ms / 1000,
+            queue_floor=settings.max_batch_size,
         )
         self.cors = Cors(settings.cors_origins) if settings.cors_origins else None
         self.shed_log = ShedLog()

@@ -78,8 +78,9 @@ class ServiceSettings(BaseSettings):
         default=20.0,
         ge=0,
         description="Admission control: a single score arriving while the adaptive batcher's "
-        "oldest request has waited longer than this gets an immediate 503 (0: off). Keeps the "
-        "latency of admitted requests bounded under overload (docs/operations.md).",
+        "oldest request has waited longer than this, with at least FRAUD_MAX_BATCH_SIZE "
+        "requests in flight, gets an immediate 503 (0: off). Keeps the latency of admitted "
+        "requests bounded under overload (docs/operations.md).",
     )
     max_concurrency_per_key: int = Field(
         default=0,

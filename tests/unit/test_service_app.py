@@ -651,7 +651,7 @@ async def test_single_scores_are_shed_while_the_batcher_is_behind(
     adaptive = AdaptiveScorer(scorer, metrics, settings)  # type: ignore[arg-type]
     metrics.observe_results = lambda *a: None  # type: ignore[method-assign]
     scorer.score_timed = _slow_batches  # type: ignore[method-assign]
-    app = front_app(model, metrics, adaptive, max_queue_wait_ms=20)
+    app = front_app(model, metrics, adaptive, max_queue_wait_ms=20, max_batch_size=2)
     assert app.admission.queue is adaptive
     async with client_for(app) as client:
         answers: list[httpx.Response] = []
@@ -661,12 +661,14 @@ async def test_single_scores_are_shed_while_the_batcher_is_behind(
 
         async with anyio.create_task_group() as group:
             group.start_soon(post)  # its batch takes 300 ms in the scoring thread
-            await anyio.sleep(0.1)
+            await anyio.sleep(0.05)
+            group.start_soon(post)  # one full batch (2) in flight, the first one late
+            await anyio.sleep(0.05)
             shed = await client.post(SCORE_PATH, json=example_transaction())
             batch = await client.post(SCORE_BATCH_PATH, json={"transactions": []})
         after = await client.post(SCORE_PATH, json=example_transaction())
     assert _error(shed, 503).error == "overloaded"
     assert batch.status_code == 422  # only single scores queue in the batcher
-    assert [a.status_code for a in answers] == [200]
+    assert [a.status_code for a in answers] == [200, 200]
     assert after.status_code == 200
     assert adaptive.oldest_wait_s(time.perf_counter()) == 0.0
