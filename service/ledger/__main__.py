@@ -1,0 +1,64 @@
+"""``python -m service.ledger migrate|retention|embedded``: the jobs the chart runs.
+
+``migrate`` (the Helm hook Job) applies pending migrations; ``retention`` (the CronJob)
+deletes what is older than FRAUD_LEDGER_RETENTION_DAYS; ``embedded DIR`` starts a local
+PostgreSQL for the demo and prints its URI. Settings come from FRAUD_* variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from service.ledger.settings import LedgerSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ledger command; exit status 0 on success."""
+    parser = argparse.ArgumentParser(prog="python -m service.ledger")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply pending schema migrations")
+    keep = sub.add_parser("retention", help="delete decisions and labels past retention")
+    keep.add_argument("--days", type=int, default=None, help="override the retention setting")
+    embedded = sub.add_parser("embedded", help="start an embedded PostgreSQL, print its URI")
+    embedded.add_argument("directory")
+    args = parser.parse_args(argv)
+
+    if args.command == "embedded":
+        from service.ledger.embedded import start_embedded  # noqa: PLC0415 - dev dependency
+
+        print(start_embedded(args.directory), flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+
+    settings = LedgerSettings()
+    if settings.database_url is None:
+        print("FRAUD_DATABASE_URL is not set", file=sys.stderr)
+        return 2
+    if args.command == "migrate":
+        from service.ledger.migrate import migrate  # noqa: PLC0415
+
+        applied = migrate(settings.url())
+        print(f"applied migrations: {applied or 'none pending'}")
+        return 0
+
+    from psycopg_pool import ConnectionPool  # noqa: PLC0415
+
+    from service.ledger.retention import delete_older_than  # noqa: PLC0415
+
+    days = args.days if args.days is not None else settings.ledger_retention_days
+    with ConnectionPool(settings.url(), min_size=1, max_size=1) as pool:
+        result = delete_older_than(pool, days)
+    print(
+        f"retention {days} d (before {result.cutoff.isoformat()}): "
+        f"{result.decisions_deleted} decisions, {result.labels_deleted} labels deleted"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

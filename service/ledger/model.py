@@ -1,0 +1,209 @@
+"""What the ledger stores: one decision per scored transaction and model, labels as events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+#: Columns of ``decisions`` the writer fills, in spool and COPY order.
+DECISION_COLUMNS: tuple[str, ...] = (
+    "transaction_id",
+    "event_time",
+    "card_hash",
+    "terminal_id",
+    "amount",
+    "probability",
+    "is_fraud",
+    "risk_band",
+    "threshold",
+    "model_tag",
+    "reasons",
+    "request_id",
+    "history_used",
+    "recorded_at",
+)
+
+LabelValue = Literal["fraud", "genuine"]
+LabelStatus = Literal["new", "duplicate", "contradicting", "unknown_transaction"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One answered decision, as the scoring thread hands it to :meth:`Ledger.record`.
+
+    ``card_hash`` is the keyed hash of the card id (never the raw id); ``reasons`` is ``None``
+    when no reasons were computed for this decision.
+    """
+
+    transaction_id: str
+    event_time: datetime
+    card_hash: str
+    terminal_id: str
+    amount: float
+    probability: float
+    is_fraud: bool
+    risk_band: str
+    threshold: float
+    model_tag: str
+    reasons: list[dict[str, Any]] | None
+    request_id: str | None
+    history_used: bool
+    recorded_at: datetime
+
+    @classmethod
+    def from_result(
+        cls,
+        result: Mapping[str, Any],
+        *,
+        event_time: datetime,
+        card_hash: str,
+        terminal_id: str,
+        amount: float,
+        request_id: str | None,
+        history_used: bool,
+        recorded_at: datetime | None = None,
+    ) -> Decision:
+        """Build from one result dict of ``Scorer.score_timed`` plus the request's fields.
+
+        The result must carry a ``transaction_id`` (a decision without one cannot be
+        labelled or looked up, so the caller skips it).
+        """
+        transaction_id = result["transaction_id"]
+        if not transaction_id:
+            raise ValueError("a ledger decision needs a transaction_id")
+        reasons = result.get("reasons") or None
+        return cls(
+            transaction_id=str(transaction_id),
+            event_time=event_time.replace(tzinfo=None),
+            card_hash=card_hash,
+            terminal_id=terminal_id,
+            amount=float(amount),
+            probability=float(result["fraud_probability"]),
+            is_fraud=bool(result["is_fraud"]),
+            risk_band=str(result["risk_band"]),
+            threshold=float(result["threshold"]),
+            model_tag=str(result["model_tag"]),
+            reasons=list(reasons) if reasons is not None else None,
+            request_id=request_id,
+            history_used=history_used,
+            recorded_at=recorded_at or datetime.now(UTC),
+        )
+
+    def as_row(self) -> tuple[Any, ...]:
+        """The values in :data:`DECISION_COLUMNS` order."""
+        return (
+            self.transaction_id,
+            self.event_time,
+            self.card_hash,
+            self.terminal_id,
+            self.amount,
+            self.probability,
+            self.is_fraud,
+            self.risk_band,
+            self.threshold,
+            self.model_tag,
+            self.reasons,
+            self.request_id,
+            self.history_used,
+            self.recorded_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """One label as reported: a chargeback, an analyst's verdict, a customer's claim."""
+
+    transaction_id: str
+    label: LabelValue
+    reported_at: datetime
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabelOutcome:
+    """What happened to one label sent: always stored, with the status saying how it relates.
+
+    ``new``: the first label of a known transaction, or one agreeing with its latest label;
+    ``duplicate``: same label, source and reported time as an earlier event;
+    ``contradicting``: differs from the transaction's latest label (the newer one wins);
+    ``unknown_transaction``: no decision in the ledger (yet: it may still be in a spool, or
+    already removed by retention).
+    """
+
+    index: int
+    transaction_id: str
+    status: LabelStatus
+    event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LabelEvent:
+    """A stored label event."""
+
+    event_id: int
+    label: LabelValue
+    reported_at: datetime
+    source: str
+    received_at: datetime
+    status: LabelStatus
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    """A decision read back from the ledger."""
+
+    transaction_id: str
+    event_time: datetime
+    card_hash: str
+    terminal_id: str
+    amount: float
+    probability: float
+    is_fraud: bool
+    risk_band: str
+    threshold: float
+    model_tag: str
+    reasons: list[dict[str, Any]] | None
+    request_id: str | None
+    history_used: bool
+    recorded_at: datetime
+    stored_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionView:
+    """``get_decision``: every model's decision for a transaction and all its label events.
+
+    ``label`` is the latest label (by reported time, then arrival): what training uses.
+    """
+
+    transaction_id: str
+    decisions: list[StoredDecision]
+    labels: list[LabelEvent]
+
+    @property
+    def label(self) -> LabelValue | None:
+        """The label that wins, or ``None`` when unlabelled."""
+        return self.labels[0].label if self.labels else None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPage:
+    """One page of the alert listing, newest first; ``next_cursor`` is ``None`` at the end."""
+
+    items: list[StoredDecision]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerStats:
+    """Counters for metrics (the service wires them to Prometheus)."""
+
+    spool_depth: int
+    spool_dropped_total: int
+    written_total: int
+    redelivered_total: int
+    writer_errors_total: int
+    last_error: str | None
+    last_write_unix: float | None

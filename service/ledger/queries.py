@@ -1,0 +1,106 @@
+"""Read side of the ledger: one decision with its labels, and the analyst's alert queue."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+
+import orjson
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from service.errors import InvalidInput
+from service.ledger.model import AlertPage, DecisionView, LabelEvent, StoredDecision
+
+_DECISION_COLUMNS = (
+    "transaction_id, event_time, card_hash, terminal_id, amount, probability, is_fraud, "
+    "risk_band, threshold, model_tag, reasons, request_id, history_used, recorded_at, stored_at"
+)
+
+
+def _decision(row: dict[str, Any]) -> StoredDecision:
+    return StoredDecision(**row)
+
+
+def get_decision(pool: ConnectionPool, transaction_id: str) -> DecisionView | None:
+    """The decisions (one per model tag) and label events of a transaction; ``None`` if unknown.
+
+    Labels come newest first (by reported time, then arrival): the first one wins.
+    """
+    with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE transaction_id = %s "  # noqa: S608
+            "ORDER BY recorded_at, model_tag",
+            (transaction_id,),
+        )
+        decisions = [_decision(row) for row in cur.fetchall()]
+        cur.execute(
+            "SELECT id AS event_id, label, reported_at, source, received_at, status "
+            "FROM label_events WHERE transaction_id = %s ORDER BY reported_at DESC, id DESC",
+            (transaction_id,),
+        )
+        labels = [LabelEvent(**row) for row in cur.fetchall()]
+    if not decisions and not labels:
+        return None
+    return DecisionView(transaction_id, decisions, labels)
+
+
+def encode_cursor(item: StoredDecision) -> str:
+    """Opaque keyset cursor: the (event time, transaction id, model tag) of the last item."""
+    raw = orjson.dumps([item.event_time.isoformat(), item.transaction_id, item.model_tag])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str, str]:
+    """Parse a cursor from :func:`encode_cursor`; 422 naming ``cursor`` when it is not one."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        when, transaction_id, model_tag = orjson.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(when), str(transaction_id), str(model_tag)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise InvalidInput(
+            "The cursor is not one this service issued.",
+            [{"field": "cursor", "reason": "not a cursor from a previous page"}],
+        ) from exc
+
+
+def list_alerts(
+    pool: ConnectionPool,
+    *,
+    unlabelled_only: bool = True,
+    limit: int = 50,
+    cursor: str | None = None,
+    max_limit: int = 500,
+) -> AlertPage:
+    """Flagged decisions, newest transaction time first, ``limit`` per page (keyset paging).
+
+    ``unlabelled_only`` keeps those without any label event (the analyst queue).
+    """
+    if not 1 <= limit <= max_limit:
+        raise InvalidInput(
+            f"limit must be between 1 and {max_limit}.",
+            [{"field": "limit", "reason": f"must be between 1 and {max_limit}"}],
+        )
+    where = ["d.is_fraud"]
+    params: list[Any] = []
+    if cursor is not None:
+        where.append("(d.event_time, d.transaction_id, d.model_tag) < (%s, %s, %s)")
+        params.extend(decode_cursor(cursor))
+    if unlabelled_only:
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM label_events l WHERE l.transaction_id = d.transaction_id)"
+        )
+    columns = ", ".join(f"d.{c.strip()}" for c in _DECISION_COLUMNS.split(","))
+    sql = (
+        f"SELECT {columns} FROM decisions d WHERE {' AND '.join(where)} "  # noqa: S608
+        "ORDER BY d.event_time DESC, d.transaction_id DESC, d.model_tag DESC LIMIT %s"
+    )
+    params.append(limit + 1)
+    with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(sql.encode(), params)
+        rows = [_decision(row) for row in cur.fetchall()]
+    more = len(rows) > limit
+    items = rows[:limit]
+    return AlertPage(items, encode_cursor(items[-1]) if more and items else None)

@@ -1,0 +1,107 @@
+"""The local write-ahead spool: decisions wait here, on disk, until PostgreSQL has them.
+
+One SQLite database in WAL mode (``spool.sqlite3`` in the spool directory). The scoring
+thread appends a batch in one short transaction (no network, no fsync per append with
+``synchronous=NORMAL``); the writer reads the oldest entries, copies them to PostgreSQL and
+deletes them only after PostgreSQL committed. The spool is bounded: past ``max_rows`` new
+decisions are dropped and counted, so a long outage can never fill the disk or stop scoring.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from service.ledger.model import Decision
+
+SPOOL_FILE = "spool.sqlite3"
+
+
+class Spool:
+    """A bounded, durable FIFO of encoded decisions (thread-safe)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_rows: int = 5_000_000,
+        sync: Literal["normal", "full"] = "normal",
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / SPOOL_FILE
+        self.max_rows = max_rows
+        self._lock = threading.Lock()
+        # One connection for appends (shared by scoring threads under the lock), one for the
+        # writer's reads and deletes; WAL lets the writer read while appends go on.
+        self._append_conn = self._connect(sync)
+        self._drain_conn = self._connect(sync)
+        self._append_conn.execute(
+            "CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL)"
+        )
+        row = self._append_conn.execute("SELECT count(*) FROM spool").fetchone()
+        self._depth = int(row[0])
+        self.dropped_total = 0
+
+    def _connect(self, sync: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={sync.upper()}")
+        return conn
+
+    @property
+    def depth(self) -> int:
+        """Decisions waiting for PostgreSQL."""
+        return self._depth
+
+    def append(self, decisions: Sequence[Decision]) -> int:
+        """Spool ``decisions``; return how many were kept (the rest hit the bound, counted)."""
+        if not decisions:
+            return 0
+        payloads = [(orjson.dumps(d.as_row()),) for d in decisions]
+        with self._lock:
+            room = max(self.max_rows - self._depth, 0)
+            if room < len(payloads):
+                self.dropped_total += len(payloads) - room
+                payloads = payloads[:room]
+            if not payloads:
+                return 0
+            conn = self._append_conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT INTO spool (payload) VALUES (?)", payloads)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._depth += len(payloads)
+        return len(payloads)
+
+    def peek(self, limit: int) -> tuple[int, int, list[list[Any]]]:
+        """The oldest ``limit`` entries: (first seq, last seq, rows); ``(0, -1, [])`` if none."""
+        rows = self._drain_conn.execute(
+            "SELECT seq, payload FROM spool ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+        if not rows:
+            return 0, -1, []
+        return int(rows[0][0]), int(rows[-1][0]), [orjson.loads(r[1]) for r in rows]
+
+    def delete(self, first: int, last: int) -> None:
+        """Forget entries ``first..last`` (called only after PostgreSQL committed them)."""
+        with self._lock:
+            cur = self._drain_conn.execute(
+                "DELETE FROM spool WHERE seq BETWEEN ? AND ?", (first, last)
+            )
+            self._depth -= max(cur.rowcount, 0)
+
+    def close(self) -> None:
+        """Close both connections (the file stays: it is the queue)."""
+        with self._lock:
+            self._append_conn.close()
+            self._drain_conn.close()

@@ -1,0 +1,142 @@
+"""The ledger writer: a thread that drains the spool into PostgreSQL, in batches, exactly once.
+
+Each batch is one PostgreSQL transaction: ``COPY`` into a per-connection temporary staging
+table, then ``INSERT ... SELECT ... ON CONFLICT (transaction_id, model_tag) DO NOTHING``. The
+spool entries are deleted only after the commit, so a crash between the two re-delivers the
+batch and the conflict clause drops what PostgreSQL already has: at-least-once delivery plus an
+idempotent insert gives exactly-once rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from psycopg_pool import ConnectionPool
+
+from service.ledger.model import DECISION_COLUMNS
+from service.ledger.spool import Spool
+
+_log = logging.getLogger(__name__)
+
+_COLUMNS = ", ".join(DECISION_COLUMNS)
+_REASONS = DECISION_COLUMNS.index("reasons")
+_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS decisions_stage "
+    "(LIKE decisions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_COPY = f"COPY decisions_stage ({_COLUMNS}) FROM STDIN"
+_INSERT = (
+    f"INSERT INTO decisions ({_COLUMNS}) SELECT {_COLUMNS} FROM decisions_stage "  # noqa: S608
+    "ON CONFLICT (transaction_id, model_tag) DO NOTHING"
+)
+
+
+def copy_rows(pool: ConnectionPool, rows: list[list[Any]]) -> int:
+    """Write spooled rows in one transaction; return how many were new (the rest existed)."""
+    with pool.connection() as conn, conn.transaction():
+        conn.execute(_STAGE)
+        with conn.cursor() as cur:
+            with cur.copy(_COPY) as copy:
+                for row in rows:
+                    reasons = row[_REASONS]
+                    if reasons is not None:
+                        row[_REASONS] = orjson.dumps(reasons).decode()
+                    copy.write_row(row)
+            cur.execute(_INSERT)
+            return max(cur.rowcount, 0)
+
+
+class LedgerWriter:
+    """Drains a :class:`Spool` into PostgreSQL from a daemon thread, retrying with back-off."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        pool: ConnectionPool,
+        *,
+        batch_size: int = 2_000,
+        flush_interval_s: float = 0.2,
+        retry_max_s: float = 5.0,
+        before_write: Callable[[], None] | None = None,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.spool = spool
+        self.pool = pool
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.retry_max_s = retry_max_s
+        #: Runs before each batch (the ledger uses it to apply migrations once reachable).
+        self.before_write = before_write
+        #: Test hook: runs between PostgreSQL's commit and the spool delete.
+        self.after_commit = after_commit
+        self.written_total = 0
+        self.redelivered_total = 0
+        self.errors_total = 0
+        self.last_error: str | None = None
+        self.last_write_unix: float | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the drain thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """Tell the thread there is work (called after an append)."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread after its current batch (what is spooled stays spooled)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the drain thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def write_once(self) -> int:
+        """Copy one batch from the spool; return its size (0: spool empty). Raises on failure."""
+        first, last, rows = self.spool.peek(self.batch_size)
+        if not rows:
+            return 0
+        if self.before_write is not None:
+            self.before_write()
+        inserted = copy_rows(self.pool, rows)
+        if self.after_commit is not None:
+            self.after_commit()
+        self.spool.delete(first, last)
+        self.written_total += inserted
+        self.redelivered_total += len(rows) - inserted
+        self.last_write_unix = time.time()
+        return len(rows)
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                count = self.write_once()
+            except Exception as exc:  # any failure: keep the spool, retry later
+                self.errors_total += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                _log.warning("ledger write failed, retrying in %.1f s: %s", backoff, exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.retry_max_s)
+                continue
+            backoff = 0.1
+            if count < self.batch_size:
+                self._wake.wait(self.flush_interval_s)
+                self._wake.clear()
