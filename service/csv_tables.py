@@ -31,6 +31,7 @@ import pyarrow.csv as pa_csv
 
 from fraud_contract.api import SCORE_COLUMNS
 from service.table_limits import FileLimits, limit_error, unreadable
+from service.table_rules import text_array
 
 _MAX_BLOCK: Final = 2**30
 _LF: Final = 0x0A
@@ -160,7 +161,7 @@ def write_csv(
     keep = [i for i, name in enumerate(table.column_names) if name not in SCORE_COLUMNS]
     names = [table.column_names[i] for i in keep] + list(SCORE_COLUMNS)
     columns = [table.column(i) for i in keep] + [pa.chunked_array([a]) for a in score_cells]
-    header = pa.chunked_array([pa.array(names, type=pa.string())])
+    header = pa.chunked_array([text_array(names)])
     cells = [_cell_text(c, neutralise_formulas) for c in [header, *columns]]
     header_line = ",".join(cells[0].to_pylist()) + source.terminator
     if not table.num_rows:

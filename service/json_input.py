@@ -36,12 +36,14 @@ from service.table_rules import (
     NUMERIC_FIELDS,
     identifiers_ok,
     plain_timestamps,
+    text_array,
 )
 
 _FIELDS: Final = frozenset(TRANSACTION_FIELDS)
 _NUMBER_TYPES: Final = frozenset({int, float})
 _OPTIONAL_NUMBER_TYPES: Final = frozenset({int, float, type(None)})
 _COUNTS: Final = frozenset(COUNT_FIELDS)
+_STR: Final = frozenset({str})
 
 
 @dataclass(frozen=True)
@@ -134,19 +136,18 @@ def _plain_columns(body: bytes, max_rows: int) -> TransactionColumns:
     raw = _transpose(rows)
     _require(all(name in raw for name in REQUIRED_FIELDS))
     n_rows = len(rows)
-    stamps = plain_timestamps(_text(raw["timestamp"], optional=False))
+    stamps = plain_timestamps(_text(raw["timestamp"]))
     _require(stamps is not None)
     columns: dict[str, Any] = {"timestamp": stamps}
     texts: list[str] = list(raw["timestamp"])
     for name in ("customer_id", "terminal_id", "transaction_id"):
         if name in raw:
-            optional = name == "transaction_id"
-            ids = _text(raw[name], optional=optional)
-            ok = identifiers_ok(pa.chunked_array([ids]))
-            if optional:
-                ok |= np.asarray(ids.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            values = raw[name]
+            if name == "transaction_id" and None in values:  # an absent id is fine
+                values = [value for value in values if value is not None]
+            ok = identifiers_ok(pa.chunked_array([_text(values)]))
             _require(bool(ok.all()))
-            texts.extend(value for value in raw[name] if value is not None)
+            texts.extend(values)
     for name in NUMERIC_FIELDS:
         columns[name] = _numbers(raw.get(name), name, n_rows)
     # A key given twice in one object leaves one more ':' in the body than members kept
@@ -166,10 +167,9 @@ def _transpose(rows: list[dict[str, Any]]) -> dict[str, Sequence[Any]]:
     return {name: [row.get(name) for row in rows] for name in present}
 
 
-def _text(values: Sequence[Any], *, optional: bool) -> pa.Array:
-    allowed = {str, type(None)} if optional else {str}
-    _require(set(map(type, values)) <= allowed)
-    return pa.array(values, type=pa.string())
+def _text(values: Sequence[Any]) -> pa.Array:
+    _require(set(map(type, values)) <= _STR)
+    return text_array(values)
 
 
 def _numbers(values: Sequence[Any] | None, name: str, n_rows: int) -> np.ndarray:

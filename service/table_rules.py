@@ -25,6 +25,7 @@ What a cell may hold (the contract for files; see docs/api.md, "File scoring"):
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -96,6 +97,26 @@ def _identifier_byte_flags() -> bytes:
 ID_BYTE_FLAGS: Final = _identifier_byte_flags()
 
 Problems = list[tuple[np.ndarray, str]]
+
+
+def text_array(values: Sequence[str]) -> pa.Array:
+    """A string array from Python strings, built from buffers.
+
+    ``pa.array(list)`` asks pyarrow's pandas shim whether the list is a pandas object, which
+    imports pandas whenever it is installed; the serving path never needs it.
+    """
+    data = "".join(values).encode()
+    if len(data) == sum(map(len, values)):  # ASCII: byte lengths are the string lengths
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    else:
+        lengths = np.fromiter((len(v.encode()) for v in values), dtype=np.int64, count=len(values))
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    kind = pa.large_string() if offsets[-1] >= 2**31 else pa.string()
+    offsets = offsets if kind == pa.large_string() else offsets.astype(np.int32)
+    return pa.Array.from_buffers(
+        kind, len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
 
 
 def is_text(kind: pa.DataType) -> bool:

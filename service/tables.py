@@ -34,6 +34,7 @@ from service.table_rules import (
     check_identifiers,
     check_numbers,
     check_timestamps,
+    text_array,
 )
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def _decide(scorer: Scorer, columns: dict[str, np.ndarray]) -> Decisions:
 
 
 def _score_arrays(decisions: Decisions) -> list[pa.Array]:
-    bands = pa.array(list(decisions.band_names), type=pa.string())
+    bands = text_array(list(decisions.band_names))
     return [
         pa.array(decisions.probabilities, type=pa.float64()),
         pa.array(decisions.is_fraud, type=pa.bool_()),
