@@ -41,7 +41,12 @@ class CrdNames:
     plural: str
     scope: str
     short_names: tuple[str, ...] = ()
+    #: ``api-approved.kubernetes.io``: the API server requires it for groups under k8s.io.
+    api_approved: str = ""
 
+
+#: The upstream CRDs' ``api-approved.kubernetes.io`` annotation (Gateway API v1.6.1).
+GATEWAY_API_APPROVAL = "https://github.com/kubernetes-sigs/gateway-api/pull/4530"
 
 #: (group, kind) -> names and scope, taken from the upstream CRDs the schemas were vendored from
 #: (prometheus-operator v0.85.0 ``monitoring.coreos.com_servicemonitors.yaml``, KEDA v2.18.0
@@ -55,12 +60,20 @@ CRD_NAMES: dict[tuple[str, str], CrdNames] = {
         plural="scaledobjects", scope="Namespaced", short_names=("so",)
     ),
     # Gateway API v1.6.1 (config/crd/standard/) and Envoy Gateway v1.9.1 (its CRD chart).
-    ("gateway.networking.k8s.io", "HTTPRoute"): CrdNames(plural="httproutes", scope="Namespaced"),
+    ("gateway.networking.k8s.io", "HTTPRoute"): CrdNames(
+        plural="httproutes", scope="Namespaced", api_approved=GATEWAY_API_APPROVAL
+    ),
     ("gateway.networking.k8s.io", "Gateway"): CrdNames(
-        plural="gateways", scope="Namespaced", short_names=("gtw",)
+        plural="gateways",
+        scope="Namespaced",
+        short_names=("gtw",),
+        api_approved=GATEWAY_API_APPROVAL,
     ),
     ("gateway.networking.k8s.io", "GatewayClass"): CrdNames(
-        plural="gatewayclasses", scope="Cluster", short_names=("gc",)
+        plural="gatewayclasses",
+        scope="Cluster",
+        short_names=("gc",),
+        api_approved=GATEWAY_API_APPROVAL,
     ),
     ("gateway.envoyproxy.io", "BackendTrafficPolicy"): CrdNames(
         plural="backendtrafficpolicies", scope="Namespaced", short_names=("btp",)
@@ -142,13 +155,13 @@ def crd_from_schemas(paths: list[Path]) -> dict[str, Any]:
     }
     if names.short_names:
         spec_names["shortNames"] = list(names.short_names)
+    annotations = {"fraud-detection.e2e/schemas": ", ".join(map(_shown, paths))}
+    if names.api_approved:
+        annotations["api-approved.kubernetes.io"] = names.api_approved
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{names.plural}.{group}",
-            "annotations": {"fraud-detection.e2e/schemas": ", ".join(map(_shown, paths))},
-        },
+        "metadata": {"name": f"{names.plural}.{group}", "annotations": annotations},
         "spec": {
             "group": group,
             "names": spec_names,
