@@ -7,7 +7,7 @@ contract in :mod:`fraud_contract.schema` (single scoring takes one flat ``Transa
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -81,6 +81,18 @@ class ScoreResult(BaseModel):
     model_tag: str = Field(description="BentoML tag (name:version) of the model that scored.")
     reasons: list[Reason] = Field(
         description="Top contributions, largest absolute contribution first."
+    )
+    history: Literal["used", "replayed", "unavailable"] | None = Field(
+        default=None,
+        description="Only when the service keeps the history (FRAUD_HISTORY_URL): the "
+        "aggregates the caller left out came from the store (used), were the ones stored the "
+        "first time this transaction_id was scored (replayed), or the store could not be "
+        "reached and the transaction was scored without them (unavailable).",
+    )
+    aggregates: dict[str, float | int | None] | None = Field(
+        default=None,
+        description="With ?explain=true and the history store on: the aggregates the model saw "
+        "(sent by the caller or computed from the store).",
     )
 
 

@@ -16,6 +16,7 @@ samples of every worker.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,7 @@ class ServiceMetrics:
     request_duration: Any
     in_progress: Any
     step_duration: Any
+    history: Any = None
     #: Constant label values of this process: service name, version and runner name.
     service_labels: tuple[str, str, str] = ("", "", "")
     model_name: str = ""
@@ -90,6 +92,16 @@ class ServiceMetrics:
             np.fromiter((r["is_fraud"] for r in results), dtype=bool),
         )
         self.observe_steps(endpoint, timings)
+
+    def observe_history(self, endpoint: str, states: Sequence[str]) -> None:
+        """Rows scored with the history store on, by outcome (used/replayed/unavailable)."""
+        if self.history is None:
+            return
+        counts: dict[str, int] = {}
+        for state in states:
+            counts[state] = counts.get(state, 0) + 1
+        for state, count in counts.items():
+            self._child("history", endpoint, state).inc(count)
 
     def observe_batch(self, endpoint: str, rows: int) -> None:
         """Rows passed to one model call."""
@@ -220,6 +232,12 @@ def create_metrics(
             "(XGBoost, TreeSHAP included) and postprocess (decisions, reasons, results).",
             ["endpoint", "step", "model_name"],
             buckets=STEP_BUCKETS,
+        ),
+        history=prom.Counter(
+            "fraud_history_rows",
+            "Transactions scored with the history store on, by outcome: used (aggregates from "
+            "the store), replayed (a retried transaction id) or unavailable (scored without).",
+            ["endpoint", "outcome"],
         ),
         service_labels=service_labels,
         model_name=name,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import orjson
@@ -26,15 +26,18 @@ from fraud_contract.api import (
     SCORE_BATCH_PATH,
     SCORE_FILE_PATH,
     SCORE_PATH,
+    BatchRequest,
 )
 from service import bentoml_bridge, docs_pages
 from service.asgi import JSON, Request, check_json_content_type, read_body, replay
+from service.enrichment import annotate
 from service.errors import InvalidInput, NotReady, UnsupportedMedia
 from service.json_input import decode_batch, decode_transaction
 from service.logs import LOGGER_NAME
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
+    from service.scoring import StepTimes
     from service.settings import ServiceSettings
 
 logger = logging.getLogger(LOGGER_NAME)
@@ -79,6 +82,8 @@ async def score(runtime: Runtime | None, request: Request) -> Reply:
     assert runtime is not None
     explain = explain_flag(request.query)
     transaction = decode_transaction(request.body or b"")
+    if runtime.history is not None:
+        runtime.history.check([transaction])
     result = await runtime.score_one(transaction, explain)
     if runtime.settings.access_log:
         logger.info(
@@ -99,6 +104,10 @@ async def score_batch(runtime: Runtime | None, request: Request) -> Reply:
     body = request.body or b""
 
     def work() -> bytes:
+        if runtime.history is not None:
+            results, timings = _score_batch_with_history(runtime, body, explain)
+            runtime.metrics.observe_results("batch", results, timings)
+            return orjson.dumps({"model_tag": runtime.scorer.model_tag, "results": results})
         batch = decode_batch(body)
         flags = [True] * len(batch) if explain else None
         results, timings = runtime.scorer.score_columns(batch, flags)
@@ -107,6 +116,21 @@ async def score_batch(runtime: Runtime | None, request: Request) -> Reply:
 
     # Parsing and validating a large batch is CPU work: off the event loop.
     return Reply(await anyio.to_thread.run_sync(work))
+
+
+def _score_batch_with_history(
+    runtime: Runtime, body: bytes, explain: bool
+) -> tuple[list[dict[str, Any]], StepTimes]:
+    """A batch whose aggregates come from the history store (card and terminal ids needed)."""
+    assert runtime.history is not None
+    decode_batch(body)  # the strict checks and the contract's errors, as without history
+    transactions = list(BatchRequest.model_validate_json(body).transactions)
+    runtime.history.check(transactions, prefix="transactions.")
+    enriched, states = runtime.history.enrich("batch", transactions)
+    flags = [True] * len(enriched) if explain else None
+    results, timings = runtime.scorer.score_timed(enriched, flags)
+    annotate(results, enriched, states, flags)
+    return results, timings
 
 
 async def score_file(runtime: Runtime | None, request: Request) -> Reply:

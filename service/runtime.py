@@ -17,6 +17,7 @@ import orjson
 from fraud_contract.api import ModelInfo
 from fraud_contract.schema import Transaction
 from service import bentoml_bridge
+from service.enrichment import HistoryEnricher, annotate
 from service.errors import Overloaded
 from service.logs import IdHasher
 from service.scoring import Scorer
@@ -44,6 +45,8 @@ class Runtime:
     score_one: ScoreOne
     api_keys: tuple[bytes, ...]
     hasher: IdHasher
+    #: Fills raw transactions' aggregates from the history store (None: history off).
+    history: HistoryEnricher | None = None
 
 
 class AdaptiveScorer:
@@ -59,9 +62,16 @@ class AdaptiveScorer:
     the queueing budget, so under overload the requests it does admit stay fast.
     """
 
-    def __init__(self, scorer: Scorer, metrics: ServiceMetrics, settings: ServiceSettings) -> None:
+    def __init__(
+        self,
+        scorer: Scorer,
+        metrics: ServiceMetrics,
+        settings: ServiceSettings,
+        history: HistoryEnricher | None = None,
+    ) -> None:
         self.scorer = scorer
         self.metrics = metrics
+        self.history = history
         self.max_batch_size = settings.max_batch_size
         self.max_latency_ms = settings.max_latency_ms
         # Created on first use: BentoML's dispatcher binds the running event loop.
@@ -80,9 +90,18 @@ class AdaptiveScorer:
         """Score one adaptive batch of jobs in one model call."""
         transactions = [job[0] for job in jobs]
         explain = [job[1] for job in jobs] if any(job[1] for job in jobs) else None
-        results, timings = await anyio.to_thread.run_sync(
-            self.scorer.score_timed, transactions, explain
-        )
+        return await anyio.to_thread.run_sync(self._score, transactions, explain)
+
+    def _score(
+        self, transactions: list[Transaction], explain: list[bool] | None
+    ) -> list[dict[str, Any]]:
+        """In the worker thread: history (one round trip), then one model call."""
+        if self.history is None:
+            results, timings = self.scorer.score_timed(transactions, explain)
+        else:
+            enriched, states = self.history.enrich("single", transactions)
+            results, timings = self.scorer.score_timed(enriched, explain)
+            annotate(results, enriched, states, explain)
         self.metrics.observe_results("single", results, timings)
         return results
 
@@ -158,12 +177,23 @@ def build_runtime(
         model, threshold=settings.threshold, top_k=settings.reasons_top_k, reasons=settings.reasons
     )
     scorer.score([Transaction.model_validate(WARM_UP)], explain=[True])
+    history = None
+    if settings.history_url:
+        from service.history import HistoryStore  # noqa: PLC0415  (only with history on)
+
+        store = HistoryStore.from_url(
+            settings.history_url,
+            cluster=settings.history_cluster,
+            timeout=settings.history_timeout_s,
+        )
+        history = HistoryEnricher(store, metrics)
     return Runtime(
         settings=settings,
         scorer=scorer,
         metrics=metrics,
         model_info=model_info_body(model, scorer.threshold),
-        score_one=score_one or AdaptiveScorer(scorer, metrics, settings),
+        score_one=score_one or AdaptiveScorer(scorer, metrics, settings, history),
         api_keys=settings.accepted_api_keys(),
         hasher=settings.id_hasher(),
+        history=history,
     )

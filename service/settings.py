@@ -91,6 +91,21 @@ class ServiceSettings(BaseSettings):
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="A request still running after this gets a 504."
     )
+    history_url: str | None = Field(
+        default=None,
+        description="Valkey/Redis URL of the history store (valkey://, redis://, rediss:// "
+        "for TLS; password in the URL, e.g. from a Secret). Unset: no history, callers send "
+        "the aggregates themselves (docs/history.md).",
+    )
+    history_cluster: bool = Field(
+        default=False, description="The history store is a Valkey/Redis cluster."
+    )
+    history_timeout_s: float = Field(
+        default=0.1,
+        gt=0,
+        description="Longest wait for the history store on the scoring path; slower counts as "
+        "unavailable (the circuit breaker then stops asking for a second).",
+    )
     max_body_bytes: int = Field(
         default=2 * 1024 * 1024,
         ge=1024,
