@@ -17,6 +17,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import demo_history
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 120.0
 
@@ -70,6 +72,12 @@ def main() -> int:
     ui_url = f"http://{args.host}:{args.ui_port}"
     bin_dir = Path(sys.executable).parent
     api_env = dict(os.environ)
+    valkey = None
+    if not api_env.get("FRAUD_HISTORY_URL"):
+        valkey, api_env["FRAUD_HISTORY_URL"] = demo_history.start_valkey(
+            REPO_ROOT / ".tools" / "demo" / "valkey"
+        )
+        print(f"demo: history store (embedded Valkey) at {api_env['FRAUD_HISTORY_URL']}")
     if not api_env.get("FRAUD_ID_HASH_KEY"):
         # One machine, one run: a throw-away key for hashing card ids in the logs.
         api_env["FRAUD_ID_HASH_KEY"] = secrets.token_hex(32)
@@ -93,6 +101,12 @@ def main() -> int:
         if not _wait_ready(f"{api_url}/readyz", api, READY_TIMEOUT_S):
             print("the API did not become ready; see its log above", file=sys.stderr)
             return 1
+        if valkey is not None:
+            loaded, replayed = demo_history.warm(api_env["FRAUD_HISTORY_URL"], api_url)
+            print(
+                f"demo: history warmed: {loaded:,} simulated transactions loaded, "
+                f"{replayed:,} more scored through the API from raw fields"
+            )
         if not _wait_ready(f"{ui_url}/healthz", ui, READY_TIMEOUT_S):
             print("the UI did not become ready; see its log above", file=sys.stderr)
             return 1
@@ -113,6 +127,8 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _stop(children)
+        if valkey is not None:
+            valkey.stop()
 
 
 if __name__ == "__main__":
