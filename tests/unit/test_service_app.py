@@ -24,7 +24,8 @@ from fraud_contract.api import (
     ScoreResult,
 )
 from fraud_contract.schema import Transaction, example_transaction
-from service.app import FrontApp, ShedLog
+from service.admission import ShedLog
+from service.app import FrontApp
 from service.logs import LOGGER_NAME
 from service.model import LoadedModel
 from service.runtime import AdaptiveScorer, build_runtime
