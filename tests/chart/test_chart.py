@@ -222,6 +222,10 @@ def test_graceful_termination_fits_in_the_grace_period(drain: str | None) -> Non
 
 def test_ingress_accepts_the_largest_file_the_service_accepts() -> None:
     ingress = one(render(ingress__enabled="true"), "Ingress", "-api")
+    buffering = ingress["metadata"]["annotations"][
+        "nginx.ingress.kubernetes.io/proxy-request-buffering"
+    ]
+    assert buffering == "on"  # slow clients never reach the API
     size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     limit = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)

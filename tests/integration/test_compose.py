@@ -31,8 +31,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -291,25 +292,32 @@ def http_status(url: str) -> int:
         return 0
 
 
-def wait_for_stack(project: ComposeProject, started: float) -> float:
-    """Seconds from ``started`` until every replica, the proxy and the UI are ready.
+def wait_for_stack(project: ComposeProject, started: float) -> dict[str, float]:
+    """Seconds from ``started`` until each part was seen ready; ``"stack"``: all of them.
 
-    Polls once a second (the proxy's limit of 100 a minute leaves room for the tests).
+    Polls about once a second (the proxy's limit of 100 a minute leaves room for the tests).
     """
-    pending = set(project.containers("api"))
-    assert len(pending) == API_REPLICAS, f"expected {API_REPLICAS} API replicas: {pending}"
-    proxy_ready = ui_ready = False
+    replicas = project.containers("api")
+    assert len(replicas) == API_REPLICAS, f"expected {API_REPLICAS} API replicas: {replicas}"
+    checks: dict[str, Callable[[], bool]] = {
+        f"api_{i + 1}": partial(api_ready_in, project, c) for i, c in enumerate(replicas)
+    }
+    checks["proxy_to_api"] = lambda: http_status(project.api_url + READY_PATH) == 200
+    checks["ui_via_proxy"] = (
+        lambda: http_status(f"http://127.0.0.1:{project.ui_port}/healthz") == 200
+    )  # fmt: skip
+    ready: dict[str, float] = {}
     deadline = started + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        pending = {c for c in pending if not api_ready_in(project, c)}
-        proxy_ready = proxy_ready or http_status(project.api_url + READY_PATH) == 200
-        ui_ready = ui_ready or http_status(f"http://127.0.0.1:{project.ui_port}/healthz") == 200
-        if not pending and proxy_ready and ui_ready:
-            return time.monotonic() - started
+        for part, check in checks.items():
+            if part not in ready and check():
+                ready[part] = round(time.monotonic() - started, 1)
+        if len(ready) == len(checks):
+            return {**ready, "stack": max(ready.values())}
         time.sleep(1)
     raise TimeoutError(
-        f"not ready after {READY_TIMEOUT_S:.0f}s: replicas {sorted(pending)} not ready, "
-        f"proxy ready {proxy_ready}, UI ready {ui_ready}"
+        f"not ready after {READY_TIMEOUT_S:.0f}s: {sorted(set(checks) - set(ready))} "
+        f"(ready: {ready})"
     )
 
 
@@ -336,17 +344,20 @@ def project(artifacts_dir: Path) -> Iterator[ComposeProject]:
         started = time.monotonic()
         deployment.compose("up", "-d", "--scale", f"api={API_REPLICAS}")
         try:
-            deployment.ready_seconds = wait_for_stack(deployment, started)
+            ready = wait_for_stack(deployment, started)
         except TimeoutError as error:
             logs = deployment.compose("logs", check=False)
             message = f"{error}\nimages: {images}\n--- compose logs ---\n{logs[-6000:]}"
             raise AssertionError(message) from error
+        deployment.ready_seconds = ready["stack"]
         (artifacts_dir / "compose-start.json").write_text(
             json.dumps(
                 {
-                    "start_to_ready_s": round(deployment.ready_seconds, 1),
+                    "start_to_ready_s": ready["stack"],
+                    "ready_s": ready,
                     "api_replicas": API_REPLICAS,
                     "compose": " ".join(command),
+                    "cpus": os.cpu_count(),
                 },
                 indent=2,
             )
