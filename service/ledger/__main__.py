@@ -1,17 +1,36 @@
-"""``python -m service.ledger migrate|retention|embedded``: the jobs the chart runs.
+"""``python -m service.ledger migrate|retention|writer|embedded``: the jobs the chart runs.
 
 ``migrate`` (the Helm hook Job) applies pending migrations; ``retention`` (the CronJob)
-deletes what is older than FRAUD_LEDGER_RETENTION_DAYS; ``embedded DIR`` starts a local
-PostgreSQL for the demo and prints its URI. Settings come from FRAUD_* variables.
+deletes what is older than FRAUD_LEDGER_RETENTION_DAYS; ``writer`` drains the spool in
+FRAUD_LEDGER_SPOOL_DIR until SIGTERM (the sidecar when FRAUD_LEDGER_WRITER=process);
+``embedded DIR`` starts a local PostgreSQL for the demo and prints its URI. Settings come from
+FRAUD_* variables.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 
 from service.ledger.settings import LedgerSettings
+
+
+def run_writer(settings: LedgerSettings) -> int:
+    """Drain the spool from this process until SIGTERM/SIGINT, then stop after the batch."""
+    from service.ledger.ledger import Ledger  # noqa: PLC0415
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    ledger = Ledger(settings.model_copy(update={"ledger_writer": "thread"}))
+    ledger.start()
+    print(f"ledger writer draining {ledger.spool.path}", flush=True)
+    stop.wait()
+    ledger.close(drain_timeout=5.0)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply pending schema migrations")
     keep = sub.add_parser("retention", help="delete decisions and labels past retention")
     keep.add_argument("--days", type=int, default=None, help="override the retention setting")
+    sub.add_parser("writer", help="drain the spool into PostgreSQL until SIGTERM")
     embedded = sub.add_parser("embedded", help="start an embedded PostgreSQL, print its URI")
     embedded.add_argument("directory")
     args = parser.parse_args(argv)
@@ -45,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         applied = migrate(settings.url())
         print(f"applied migrations: {applied or 'none pending'}")
         return 0
+
+    if args.command == "writer":
+        return run_writer(settings)
 
     from psycopg_pool import ConnectionPool  # noqa: PLC0415
 

@@ -70,9 +70,11 @@ class Ledger:
         )
 
     def start(self) -> None:
-        """Open the pool (without waiting for PostgreSQL) and start the writer thread."""
+        """Open the pool (without waiting for PostgreSQL) and start the writer thread
+        (unless ``ledger_writer`` is ``process``: then a writer process drains the spool)."""
         self.pool.open(wait=False)
-        self.writer.start()
+        if self.settings.ledger_writer == "thread":
+            self.writer.start()
 
     def ensure_schema(self) -> None:
         """Apply pending migrations once per process (the writer calls it before writing)."""
@@ -106,7 +108,7 @@ class Ledger:
         deadline = timeout
         step = 0.02
         while self.spool.depth and deadline > 0:
-            self.writer.notify()
+            self.writer.notify()  # a no-op when a writer process drains the spool
             done.wait(step)
             deadline -= step
         return self.spool.depth == 0

@@ -29,6 +29,12 @@ class LedgerSettings(BaseSettings):
         description="Directory of the local write-ahead spool (SQLite, WAL mode) that holds "
         "decisions until they are committed to PostgreSQL; give it a persistent volume.",
     )
+    ledger_writer: Literal["thread", "process"] = Field(
+        default="thread",
+        description="Who drains the spool: 'thread' (a thread of the service process) or "
+        "'process' (a separate `python -m service.ledger writer` sharing the spool directory, "
+        "e.g. a sidecar container, so the copying never competes with scoring for the GIL).",
+    )
     ledger_spool_sync: Literal["normal", "full"] = Field(
         default="normal",
         description="SQLite synchronous mode of the spool: 'normal' survives a process crash "

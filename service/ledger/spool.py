@@ -3,7 +3,8 @@
 One SQLite database in WAL mode (``spool.sqlite3`` in the spool directory). The scoring
 thread appends a batch in one short transaction (no network, no fsync per append with
 ``synchronous=NORMAL``); the writer reads the oldest entries, copies them to PostgreSQL and
-deletes them only after PostgreSQL committed. The spool is bounded: past ``max_rows`` new
+deletes them only after PostgreSQL committed; WAL checkpoints (the fsyncs of ``normal``
+mode) run on the writer's thread too. The spool is bounded: past ``max_rows`` new
 decisions are dropped and counted, so a long outage can never fill the disk or stop scoring.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -20,10 +22,13 @@ import orjson
 from service.ledger.model import Decision
 
 SPOOL_FILE = "spool.sqlite3"
+#: How stale the bound check's count may get when another process drains the spool.
+_RECOUNT_S = 1.0
 
 
 class Spool:
-    """A bounded, durable FIFO of encoded decisions (thread-safe)."""
+    """A bounded, durable FIFO of encoded decisions (thread-safe; one process appends, the
+    writer drains from a thread of the same process or from its own process)."""
 
     def __init__(
         self,
@@ -40,12 +45,20 @@ class Spool:
         # writer's reads and deletes; WAL lets the writer read while appends go on.
         self._append_conn = self._connect(sync)
         self._drain_conn = self._connect(sync)
+        # Checkpoints (which fsync) run on the writer's thread, never inside an append.
+        self._append_conn.execute("PRAGMA wal_autocheckpoint=0")
         self._append_conn.execute(
             "CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL)"
         )
-        row = self._append_conn.execute("SELECT count(*) FROM spool").fetchone()
-        self._depth = int(row[0])
+        self._depth = self._count()
+        self._counted_at = time.monotonic()
         self.dropped_total = 0
+
+    def _count(self) -> int:
+        # Entries leave from the oldest end in contiguous ranges and new ones take max + 1, so
+        # the span of sequence numbers is the count (two index look-ups instead of a scan).
+        row = self._append_conn.execute("SELECT min(seq), max(seq) FROM spool").fetchone()
+        return 0 if row is None or row[0] is None else int(row[1]) - int(row[0]) + 1
 
     def _connect(self, sync: str) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -57,8 +70,11 @@ class Spool:
 
     @property
     def depth(self) -> int:
-        """Decisions waiting for PostgreSQL."""
-        return self._depth
+        """Decisions waiting for PostgreSQL (read from the file: a writer process may drain it)."""
+        with self._lock:
+            self._depth = self._count()
+            self._counted_at = time.monotonic()
+            return self._depth
 
     def append(self, decisions: Sequence[Decision]) -> int:
         """Spool ``decisions``; return how many were kept (the rest hit the bound, counted)."""
@@ -66,6 +82,9 @@ class Spool:
             return 0
         payloads = [(orjson.dumps(d.as_row()),) for d in decisions]
         with self._lock:
+            if time.monotonic() - self._counted_at > _RECOUNT_S:
+                self._depth = self._count()
+                self._counted_at = time.monotonic()
             room = max(self.max_rows - self._depth, 0)
             if room < len(payloads):
                 self.dropped_total += len(payloads) - room
@@ -99,6 +118,10 @@ class Spool:
                 "DELETE FROM spool WHERE seq BETWEEN ? AND ?", (first, last)
             )
             self._depth -= max(cur.rowcount, 0)
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file (the writer thread calls this, never scoring)."""
+        self._drain_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
         """Close both connections (the file stays: it is the queue)."""

@@ -124,6 +124,12 @@ class LedgerWriter:
         self.last_write_unix = time.time()
         return len(rows)
 
+    def _checkpoint(self) -> None:
+        try:
+            self.spool.checkpoint()
+        except Exception as exc:  # a busy spool: the next round checkpoints
+            _log.debug("spool checkpoint skipped: %s", exc)
+
     def _run(self) -> None:
         backoff = 0.1
         while not self._stop.is_set():
@@ -133,9 +139,11 @@ class LedgerWriter:
                 self.errors_total += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 _log.warning("ledger write failed, retrying in %.1f s: %s", backoff, exc)
+                self._checkpoint()  # the spool grows during an outage: keep its WAL bounded
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.retry_max_s)
                 continue
+            self._checkpoint()
             backoff = 0.1
             if count < self.batch_size:
                 self._wake.wait(self.flush_interval_s)

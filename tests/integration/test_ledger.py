@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -88,12 +89,22 @@ def settings_for(url: str, spool: Path, **extra: object) -> LedgerSettings:
     return LedgerSettings(**values)  # type: ignore[arg-type]
 
 
+def pg_data_dir() -> Path:
+    """A fresh data directory for a server, outside pytest's temp tree.
+
+    The server runs as its own unprivileged user, which must traverse the path; other pytest
+    runs on the machine reset ``/tmp/pytest-of-<user>`` to mode 0700 at any time.
+    """
+    return Path(tempfile.mkdtemp(prefix="ledger-pg-")) / "data"
+
+
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url() -> Iterator[str]:
     """A real PostgreSQL for the session."""
-    data = tmp_path_factory.mktemp("ledger-pg") / "data"
+    data = pg_data_dir()
     yield start_embedded(data)
     stop_embedded(data)
+    shutil.rmtree(data.parent, ignore_errors=True)
 
 
 @pytest.fixture

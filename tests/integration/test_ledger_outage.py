@@ -8,6 +8,7 @@ then the ledger must hold every recorded decision exactly once.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,13 @@ import pytest
 from service.ledger import Ledger
 from service.ledger.embedded import start_embedded, stop_embedded
 from service.ledger.migrate import migrate
-from tests.integration.test_ledger import count_rows, decision, new_database, settings_for
+from tests.integration.test_ledger import (
+    count_rows,
+    decision,
+    new_database,
+    pg_data_dir,
+    settings_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -53,10 +60,11 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("ledger-outage") / "pg")
+def server() -> Iterator[Server]:
+    srv = Server(pg_data_dir())
     yield srv
     stop_embedded(srv.data)
+    shutil.rmtree(srv.data.parent, ignore_errors=True)
 
 
 @pytest.fixture
@@ -165,3 +173,29 @@ def test_a_killed_process_keeps_every_acknowledged_decision_in_its_spool(
         top = conn.execute("SELECT max(transaction_id) FROM decisions").fetchone()
     assert top is not None
     assert top[0] == f"tx-{rows - 1:07d}"
+
+
+def test_a_writer_process_drains_the_spool_of_the_scoring_process(
+    db_url: str, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    led = Ledger(settings_for(db_url, spool_dir, ledger_writer="process"))
+    led.start()  # no writer thread in this mode
+    led.record([decision(i) for i in range(1_000)])
+    time.sleep(0.3)
+    assert led.stats().spool_depth == 1_000
+    env = dict(os.environ, FRAUD_DATABASE_URL=db_url, FRAUD_LEDGER_SPOOL_DIR=str(spool_dir))
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "service.ledger", "writer"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        for start in range(1_000, 3_000, 32):
+            led.record([decision(i) for i in range(start, min(start + 32, 3_000))])
+        assert led.flush(60)
+    finally:
+        writer.send_signal(signal.SIGTERM)
+        assert writer.wait(30) == 0
+        led.close(drain_timeout=0)
+    assert count_rows(db_url) == (3_000, 3_000)
