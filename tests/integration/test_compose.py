@@ -161,6 +161,21 @@ class ComposeProject:
         assert len(out) == 1, f"{container}: expected one network address, got {out}"
         return out[0]
 
+    def remove_leftovers(self) -> None:
+        """Remove what ``down`` left: podman-compose's ``down`` forgets scaled replicas."""
+        ids = [c for service in ("api", "ui", "proxy") for c in self.containers(service)]
+        if ids:
+            subprocess.run(
+                [self.runtime, "rm", "-f", *ids], capture_output=True, timeout=120, check=False
+            )
+        if self.runtime == "podman":
+            subprocess.run(
+                ["podman", "network", "rm", f"{self.name}_default"],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+
     def logs(self, container: str) -> str:
         """Everything the container wrote to stdout and stderr."""
         result = subprocess.run(
@@ -369,6 +384,7 @@ def project(artifacts_dir: Path) -> Iterator[ComposeProject]:
         logs = deployment.compose("logs", check=False, timeout=60)
         (artifacts_dir / "compose-test.log").write_text(logs)
         deployment.compose("down", "-t", "10", check=False, timeout=180)
+        deployment.remove_leftovers()
 
 
 def send(client: httpx.Client, method: str, path: str, **kwargs: object) -> httpx.Response:
