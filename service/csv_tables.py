@@ -10,7 +10,8 @@ Writing (:func:`write_csv`): every input column (text as read, existing score co
 dropped), then ``fraud_probability`` (the shortest text that reads back to the same float64),
 ``is_fraud`` (``True``/``False``) and ``risk_band``. Cells are quoted when they hold a comma,
 a quote, CR or LF, so any RFC 4180 reader (Python's :mod:`csv` included) gets back the same
-rows and columns. With ``neutralise_formulas`` (the default), a cell that starts with ``=``,
+rows and columns. With ``neutralise_formulas`` (the default), a cell outside the contract's
+columns (and any column name) that starts with ``=``,
 ``+``, ``-``, ``@``, tab or CR and is not a plain decimal number gets a leading ``'`` (OWASP's
 advice against formula injection into spreadsheets): ``-5`` and ``+1.5e3`` stay numbers,
 ``-2+3`` and ``=HYPERLINK(...)`` become text. The line ending is the input header's (CRLF or LF).
@@ -31,7 +32,7 @@ import pyarrow.csv as pa_csv
 
 from fraud_contract.api import SCORE_COLUMNS
 from service.table_limits import FileLimits, limit_error, unreadable
-from service.table_rules import text_array
+from service.table_rules import CONTRACT_COLUMNS, text_array
 
 _MAX_BLOCK: Final = 2**30
 _LF: Final = 0x0A
@@ -40,6 +41,7 @@ _FORMULA_START: Final = r"^[=+\-@\t\r]"
 #: Plain decimal numbers: a spreadsheet reads them as numbers, never as formulas.
 _PLAIN_NUMBER: Final = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _NEEDS_QUOTES: Final = '[,"\r\n]'
+_FORMULA_BYTES: Final = np.frombuffer(b"=+-@\t\r", dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,9 @@ def read_csv(content: bytes, limits: FileLimits) -> CsvTable:
             parse_options=pa_csv.ParseOptions(newlines_in_values=True),
             convert_options=pa_csv.ConvertOptions(
                 column_types={f"c{i}": pa.string() for i in range(len(names))},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
+                # An empty cell (quoted or not) is missing; the writer writes it back empty.
+                strings_can_be_null=True,
+                null_values=[""],
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
@@ -155,43 +158,80 @@ def write_csv(
 ) -> bytes:
     """The scored CSV: the input's columns then the score cells (already text), one per row.
 
-    ``score_cells`` are text arrays, one per :data:`SCORE_COLUMNS` entry.
+    ``score_cells`` are text arrays, one per :data:`SCORE_COLUMNS` entry. The contract's
+    columns were validated (numbers, timestamps, identifiers of ``A-Z a-z 0-9 _ . : -``, which
+    cannot spell a function call or a DDE payload) and are written as read, so the ids in the
+    output are the ids sent; every other column is neutralised.
     """
     table = source.table
-    keep = [i for i, name in enumerate(table.column_names) if name not in SCORE_COLUMNS]
+    stripped = [name.strip() for name in table.column_names]
+    keep = [i for i, name in enumerate(stripped) if name not in SCORE_COLUMNS]
     names = [table.column_names[i] for i in keep] + list(SCORE_COLUMNS)
     columns = [table.column(i) for i in keep] + [pa.chunked_array([a]) for a in score_cells]
-    header = pa.chunked_array([text_array(names)])
-    cells = [_cell_text(c, neutralise_formulas) for c in [header, *columns]]
-    header_line = ",".join(cells[0].to_pylist()) + source.terminator
+    checked = [stripped[i] in CONTRACT_COLUMNS for i in keep] + [True] * len(score_cells)
+    header = _cell_text(pa.chunked_array([text_array(names)]), neutralise_formulas)
+    cells = [
+        _cell_text(_filled(column), neutralise_formulas and not contract)
+        for column, contract in zip(columns, checked, strict=True)
+    ]
+    header_line = ",".join(header.to_pylist()) + source.terminator
     if not table.num_rows:
         return header_line.encode()
     last = pc.binary_join_element_wise(cells[-1], source.terminator, "")
-    lines = pc.binary_join_element_wise(*cells[1:-1], last, ",")
-    return header_line.encode() + b"".join(_data(chunk) for chunk in lines.chunks)
+    lines = pc.binary_join_element_wise(*cells[:-1], last, ",")
+    return header_line.encode() + b"".join(bytes(_data(chunk)) for chunk in lines.chunks)
 
 
 def _cell_text(column: pa.ChunkedArray, neutralise: bool) -> pa.ChunkedArray:
-    """Each cell as it must be written: neutralised when asked, quoted when needed."""
-    if neutralise:
+    """Each cell as it must be written: neutralised when asked, quoted when needed.
+
+    The regular expressions run only on columns whose bytes show they may be needed (a
+    formula character first in some cell, a comma, quote or line break anywhere).
+    """
+    if neutralise and any(_formula_start(chunk) for chunk in column.chunks):
         formula = pc.and_(
             pc.match_substring_regex(column, _FORMULA_START),
             pc.invert(pc.match_substring_regex(column, _PLAIN_NUMBER)),
         )
         if pc.any(formula).as_py():
             column = pc.if_else(formula, pc.binary_join_element_wise("'", column, ""), column)
-    quote = pc.match_substring_regex(column, _NEEDS_QUOTES)
-    if pc.any(quote).as_py():
+    if any(_has_special(chunk) for chunk in column.chunks):
+        quote = pc.match_substring_regex(column, _NEEDS_QUOTES)
         quoted = pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', "")
         column = pc.if_else(quote, quoted, column)
     return column
 
 
-def _data(chunk: pa.Array) -> bytes:
-    """The bytes of a text chunk's values, back to back."""
-    if not len(chunk):
-        return b""
+def _filled(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Missing cells as empty text."""
+    return pc.fill_null(column, "") if column.null_count else column
+
+
+def _formula_start(chunk: pa.Array) -> bool:
+    """Whether some cell of the chunk starts with a formula character."""
+    if not len(chunk) or chunk.buffers()[2] is None:
+        return False
+    offsets = _offsets(chunk)
+    starts = offsets[:-1][np.diff(offsets) > 0]
+    first = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[starts]
+    return bool(np.isin(first, _FORMULA_BYTES).any())
+
+
+def _has_special(chunk: pa.Array) -> bool:
+    """Whether the chunk's text holds a byte that needs quoting."""
+    data = bytes(_data(chunk))
+    return any(byte in data for byte in (b",", b'"', b"\r", b"\n"))
+
+
+def _offsets(chunk: pa.Array) -> np.ndarray:
     offset_type = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
     offsets = np.frombuffer(chunk.buffers()[1], dtype=offset_type)
-    start, stop = int(offsets[chunk.offset]), int(offsets[chunk.offset + len(chunk)])
-    return bytes(memoryview(chunk.buffers()[2])[start:stop])
+    return offsets[chunk.offset : chunk.offset + len(chunk) + 1]
+
+
+def _data(chunk: pa.Array) -> memoryview:
+    """The bytes of a text chunk's values, back to back (no copy)."""
+    if not len(chunk) or chunk.buffers()[2] is None:
+        return memoryview(b"")
+    offsets = _offsets(chunk)
+    return memoryview(chunk.buffers()[2])[int(offsets[0]) : int(offsets[-1])]

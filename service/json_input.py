@@ -40,10 +40,13 @@ from service.table_rules import (
 )
 
 _FIELDS: Final = frozenset(TRANSACTION_FIELDS)
-_NUMBER_TYPES: Final = frozenset({int, float})
 _OPTIONAL_NUMBER_TYPES: Final = frozenset({int, float, type(None)})
 _COUNTS: Final = frozenset(COUNT_FIELDS)
+_LOWER: Final = {name: -np.inf if low is None else low for name, (low, _) in BOUNDS.items()}
+_UPPER: Final = {name: np.inf if high is None else high for name, (_, high) in BOUNDS.items()}
 _STR: Final = frozenset({str})
+_COLON: Final = ord(":")
+_QUOTE: Final = ord('"')
 
 
 @dataclass(frozen=True)
@@ -122,19 +125,18 @@ def _columns_if_plainly_valid(body: bytes, max_rows: int) -> TransactionColumns 
     """The batch as columns when every check passes at once; ``None`` otherwise."""
     try:
         return _plain_columns(body, max_rows)
-    except (_NotPlainError, orjson.JSONDecodeError, OverflowError):
-        return None
+    except (_NotPlainError, orjson.JSONDecodeError, OverflowError, TypeError, ValueError):
+        return None  # TypeError/ValueError: a row or value of another shape than the contract's
 
 
 def _plain_columns(body: bytes, max_rows: int) -> TransactionColumns:
-    _require(b"\\" not in body)  # escapes: the key count below compares raw and decoded text
+    _require(b"\\" not in body)  # escapes: the counts below compare raw and decoded text
     document = orjson.loads(body)
     _require(type(document) is dict and len(document) == 1)
     rows = document.get("transactions")
     _require(type(rows) is list and 1 <= len(rows) <= min(max_rows, MAX_BATCH_TRANSACTIONS))
-    _require(all(type(row) is dict and row.keys() <= _FIELDS for row in rows))
     raw = _transpose(rows)
-    _require(all(name in raw for name in REQUIRED_FIELDS))
+    _require(_FIELDS.issuperset(raw) and all(name in raw for name in REQUIRED_FIELDS))
     n_rows = len(rows)
     stamps = plain_timestamps(_text(raw["timestamp"]))
     _require(stamps is not None)
@@ -145,48 +147,53 @@ def _plain_columns(body: bytes, max_rows: int) -> TransactionColumns:
             values = raw[name]
             if name == "transaction_id" and None in values:  # an absent id is fine
                 values = [value for value in values if value is not None]
-            ok = identifiers_ok(pa.chunked_array([_text(values)]))
-            _require(bool(ok.all()))
+            _require(bool(identifiers_ok(pa.chunked_array([_text(values)])).all()))
             texts.extend(values)
-    for name in NUMERIC_FIELDS:
-        columns[name] = _numbers(raw.get(name), name, n_rows)
-    # A key given twice in one object leaves one more ':' in the body than members kept
-    # (the slow path then names it); the other colons are inside these strings.
+    # Every key once, and no string or boolean among the numbers: counted on the raw body.
+    # A repeated key leaves one ':' more than the members kept; a string among the numbers
+    # two '"' more than the keys and the text values above.
     members = 1 + sum(map(len, rows))
-    _require(body.count(b":") == members + "".join(texts).count(":"))
+    raw_bytes = np.frombuffer(body, dtype=np.uint8)
+    _require(np.count_nonzero(raw_bytes == _COLON) == members + "".join(texts).count(":"))
+    _require(np.count_nonzero(raw_bytes == _QUOTE) == 2 * (members + len(texts)))
+    numeric = [name for name in NUMERIC_FIELDS if name in raw]
+    if b"true" in body or b"false" in body:  # maybe a boolean: check the types themselves
+        _require(all(set(map(type, raw[name])) <= _OPTIONAL_NUMBER_TYPES for name in numeric))
+    values = np.array([raw[name] for name in numeric], dtype=np.float64)  # None -> NaN
+    _check_numbers(values, numeric)
+    for name in NUMERIC_FIELDS:
+        columns[name] = values[numeric.index(name)] if name in raw else np.full(n_rows, np.nan)
     transaction_ids = list(raw.get("transaction_id") or [None] * n_rows)
     return TransactionColumns(columns, transaction_ids)
 
 
+def _check_numbers(values: np.ndarray, names: list[str]) -> None:
+    """Bounds, finiteness and whole counts, one row of ``values`` per field in ``names``."""
+    missing = np.isnan(values)
+    _require(not missing[names.index("amount")].any())
+    lower = np.array([_LOWER[name] for name in names])[:, None]
+    upper = np.array([_UPPER[name] for name in names])[:, None]
+    with np.errstate(invalid="ignore"):
+        _require(not ((values < lower) | (values > upper) | np.isinf(values)).any())
+        counts = [i for i, name in enumerate(names) if name in _COUNTS]
+        if counts:
+            whole = values[counts]
+            _require(bool((np.mod(whole, 1.0) == 0)[~np.isnan(whole)].all()))
+
+
 def _transpose(rows: list[dict[str, Any]]) -> dict[str, Sequence[Any]]:
     """Field name -> values of the rows that have it (absent optional fields: ``None``)."""
-    first = tuple(rows[0])
-    if all(tuple(row) == first for row in rows):  # the usual case: one producer, one key order
+    keys = list(map(tuple, rows))
+    first = keys[0]
+    if keys.count(first) == len(keys):  # the usual case: one producer, one key order
         return dict(zip(first, zip(*map(dict.values, rows), strict=True), strict=True))
-    present = set().union(*rows)
+    present: set[str] = set().union(*rows)
     return {name: [row.get(name) for row in rows] for name in present}
 
 
 def _text(values: Sequence[Any]) -> pa.Array:
     _require(set(map(type, values)) <= _STR)
     return text_array(values)
-
-
-def _numbers(values: Sequence[Any] | None, name: str, n_rows: int) -> np.ndarray:
-    """float64 (NaN = missing) when every value is a JSON number within bounds."""
-    if values is None:
-        return np.full(n_rows, np.nan)
-    allowed = _NUMBER_TYPES if name == "amount" else _OPTIONAL_NUMBER_TYPES
-    _require(set(map(type, values)) <= allowed)  # bool is its own type here: refused
-    array = np.array(values, dtype=np.float64)
-    present = array[~np.isnan(array)]
-    if present.size:
-        lower, upper = BOUNDS[name]
-        _require(bool(np.isfinite(present).all()))
-        _require(lower is None or present.min() >= lower)
-        _require(upper is None or present.max() <= upper)
-        _require(name not in _COUNTS or not (np.mod(present, 1.0) != 0).any())
-    return array
 
 
 # ---- repeated keys --------------------------------------------------------------------------

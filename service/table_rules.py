@@ -41,6 +41,8 @@ NUMERIC_FIELDS: Final = ("amount", *AGGREGATE_FIELDS)
 #: Count columns that must hold whole numbers (every integer field of the contract).
 COUNT_FIELDS: Final = tuple(name for name in AGGREGATE_FIELDS if is_whole_number(name))
 BOUNDS: Final = {name: numeric_bounds(name) for name in NUMERIC_FIELDS}
+#: Every column the contract checks (the others are carried through untouched).
+CONTRACT_COLUMNS: Final = frozenset(("timestamp", *ID_FIELDS, *NUMERIC_FIELDS))
 
 TIMESTAMP_REASON: Final = "missing or not an ISO 8601 date-time"
 ID_REASON: Final = "missing or not an identifier (1-64 of A-Z a-z 0-9 _ . : -)"
@@ -161,20 +163,26 @@ def identifiers_ok(column: pa.ChunkedArray) -> np.ndarray:
     """Per cell: present, 1-64 bytes, every byte in the contract's class."""
     if not is_text(column.type):
         return np.zeros(len(column), dtype=bool)
-    lengths = pc.binary_length(column)
-    ok = _mask(pc.and_(pc.greater_equal(lengths, 1), pc.less_equal(lengths, ID_MAX_LENGTH)))
-    start = 0
-    for chunk in column.chunks:
-        size = len(chunk)
-        if size and chunk.buffers()[2] is not None:
-            offsets = _offsets(chunk)
-            data = bytes(memoryview(chunk.buffers()[2])[int(offsets[0]) : int(offsets[-1])])
-            flags = data.translate(ID_BYTE_FLAGS)
-            if b"\x01" in flags:
-                bad = np.concatenate(([0], np.cumsum(np.frombuffer(flags, dtype=np.uint8))))
-                relative = offsets - offsets[0]
-                ok[start : start + size] &= bad[relative[1:]] == bad[relative[:-1]]
-        start += size
+    return np.concatenate(
+        [_chunk_identifiers_ok(chunk) for chunk in column.chunks] or [np.zeros(0, dtype=bool)]
+    )
+
+
+def _chunk_identifiers_ok(chunk: pa.Array) -> np.ndarray:
+    if not len(chunk):
+        return np.zeros(0, dtype=bool)
+    offsets = _offsets(chunk)
+    lengths = np.diff(offsets)
+    ok = (lengths >= 1) & (lengths <= ID_MAX_LENGTH)
+    if chunk.null_count:
+        ok &= _mask(chunk.is_valid())
+    if chunk.buffers()[2] is not None:
+        data = bytes(memoryview(chunk.buffers()[2])[int(offsets[0]) : int(offsets[-1])])
+        flags = data.translate(ID_BYTE_FLAGS)
+        if b"\x01" in flags:  # which cells: bad bytes counted per cell
+            bad = np.concatenate(([0], np.cumsum(np.frombuffer(flags, dtype=np.uint8))))
+            relative = offsets - offsets[0]
+            ok &= bad[relative[1:]] == bad[relative[:-1]]
     return ok
 
 
@@ -301,11 +309,12 @@ def check_timestamps(column: pa.ChunkedArray) -> tuple[np.ndarray, Problems]:
 
 def _text_numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values, not-a-number mask, present mask) of a text column."""
-    column = _trimmed(column)
-    present = _mask(pc.is_valid(column))
-    try:  # one cast when every cell parses (the common case)
+    try:  # one cast when every cell parses as it is (the common case)
         values = _floats(pc.cast(column, pa.float64()))
+        present = _mask(pc.is_valid(column))
     except pa.ArrowInvalid:
+        column = _trimmed(column)
+        present = _mask(pc.is_valid(column))
         number = _mask(pc.match_substring_regex(column, _NUMBER))
         infinite = _mask(pc.match_substring_regex(column, _INFINITE, ignore_case=True))
         parsable = pa.array(number | infinite)

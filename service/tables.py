@@ -28,6 +28,7 @@ from service.errors import ApiError
 from service.parquet_tables import read_parquet, write_parquet
 from service.table_limits import FileLimits
 from service.table_rules import (
+    CONTRACT_COLUMNS,
     ID_FIELDS,
     NUMERIC_FIELDS,
     Problems,
@@ -45,7 +46,6 @@ __all__ = ["FileLimits", "ScoredTable", "detect_format", "output_filename", "sco
 TableFormat = Literal["csv", "parquet"]
 _MAX_REPORTED: Final = 20
 _PARQUET_MAGIC: Final = b"PAR1"
-_CONTRACT_COLUMNS: Final = frozenset(("timestamp", *ID_FIELDS, *NUMERIC_FIELDS))
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def model_columns(table: pa.Table, *, max_rows: int) -> dict[str, np.ndarray]:
             or the first bad cells; 413 over ``max_rows``.
     """
     names = [name.strip() for name in table.column_names]
-    repeated = sorted({n for n in names if n in _CONTRACT_COLUMNS and names.count(n) > 1})
+    repeated = sorted({n for n in names if n in CONTRACT_COLUMNS and names.count(n) > 1})
     if repeated:
         raise ApiError(
             422,
@@ -201,7 +201,7 @@ def model_columns(table: pa.Table, *, max_rows: int) -> dict[str, np.ndarray]:
             reason="too_large",
         )
     present = {
-        name: _decoded(table.column(i)) for i, name in enumerate(names) if name in _CONTRACT_COLUMNS
+        name: _decoded(table.column(i)) for i, name in enumerate(names) if name in CONTRACT_COLUMNS
     }
     report = _Report()
     stamps, problems = check_timestamps(present["timestamp"])
