@@ -67,6 +67,9 @@ _DIGIT_WEIGHTS: Final = {  # (start, width) of each component in the plain shape
     "minute": (14, 2),
     "second": (17, 2),
 }
+_PLACE_VALUES: Final = np.zeros((_PLAIN.size, len(_DIGIT_WEIGHTS)), dtype=np.int64)
+for _i, (_first, _size) in enumerate(_DIGIT_WEIGHTS.values()):
+    _PLACE_VALUES[_first : _first + _size, _i] = 10 ** np.arange(_size - 1, -1, -1)
 
 
 def _identifier_constraint(name: str) -> Any:
@@ -224,13 +227,9 @@ def plain_timestamps(chunk: pa.Array) -> np.ndarray | None:
     # uint8 arithmetic wraps below the template byte: one comparison checks a range.
     if not ((cells - _PLAIN) <= _PLAIN_SPAN).all():
         return None
-    digits = (cells - 48).astype(np.int64)
-    parts = {}
-    for name, (first, size) in _DIGIT_WEIGHTS.items():
-        value = np.zeros(len(cells), dtype=np.int64)
-        for position in range(first, first + size):
-            value = value * 10 + digits[:, position]
-        parts[name] = value
+    # One product gives every component: digit j of the cell times its place value.
+    values = (cells - 48).astype(np.int64) @ _PLACE_VALUES
+    parts = {name: values[:, i] for i, name in enumerate(_DIGIT_WEIGHTS)}
     parts["fraction"] = np.zeros(len(cells), dtype=np.int64)
     stamps, bad = compose(parts)
     return None if bad.any() else stamps
