@@ -33,10 +33,6 @@ BENTO_LABEL = "io.fraud-detection.bento-tag"
 #: Packages the image must never contain: the GPU build of XGBoost and NVIDIA CUDA wheels
 #: (hundreds of MB); the serving runtime depends on ``xgboost-cpu`` instead.
 FORBIDDEN_PREFIXES = ("xgboost==", "nvidia-cu", "nvidia-nccl", "nvidia-cublas")
-#: Runtime dependencies the service never imports, left out of the image with their exclusive
-#: dependencies: scikit-learn (training metrics only; ~36 MB with joblib and threadpoolctl).
-#: The container smoke test proves the service imports and scores without them.
-PRUNED_PACKAGES = ("scikit-learn",)
 
 
 @dataclass(frozen=True)
@@ -113,7 +109,6 @@ def export_requirements(target: Path = REQUIREMENTS) -> Path:
             "--no-annotate",
             "--format",
             "requirements-txt",
-            *(arg for name in PRUNED_PACKAGES for arg in ("--prune", name)),
         ],
         capture_output=True,
     ).stdout
