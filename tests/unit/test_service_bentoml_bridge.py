@@ -61,9 +61,7 @@ def test_a_job_past_the_latency_budget_gets_the_fallback() -> None:
         submit = bentoml_bridge.adaptive_batcher(
             slow, max_batch_size=1, max_latency_ms=20, on_shed=_shed
         )
-        return list(
-            await asyncio.gather(*(submit(i) for i in range(20)), return_exceptions=True)
-        )
+        return list(await asyncio.gather(*(submit(i) for i in range(20)), return_exceptions=True))
 
     outcomes = asyncio.run(scenario())
     shed = [o for o in outcomes if isinstance(o, Overloaded)]
