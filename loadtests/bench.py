@@ -5,6 +5,9 @@ Locust client with the same 16 users, pacing and pre-encoded payloads):
 
 (a) ``service``: this project's API (``service.service:FraudScoring``) in its production
     configuration (the shipped defaults, one worker);
+(a') ``service-stateful``: the same service keeping the history in an embedded Valkey on
+    loopback (pinned to the server core too), backfilled first and driven with the same rows
+    as raw fields only (:mod:`loadtests.bench_stateful`);
 (b) ``stock-bentoml``: the same model behind a plain ``@bentoml.api`` (``loadtests/peers``);
 (c) ``mlserver``: MLServer 1.7.1's xgboost runtime with adaptive batching, from its own
     environment under ``.tools/`` (V2 protocol, the same rows as feature vectors);
@@ -37,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +50,7 @@ import numpy as np
 from fraud_contract.api import MODEL_PATH, READY_PATH, SCORE_PATH
 from fraud_contract.artifact import MODEL_NAME, load_card
 from fraud_contract.features import columns_from_records, compute_features
-from loadtests import bulk_throughput
+from loadtests import bench_stateful, bulk_throughput
 from loadtests.bench_report import write_reports
 from loadtests.overload import measure
 from loadtests.peers.mlserver_env import ensure_mlserver_env
@@ -65,6 +68,8 @@ BULK_BATCH_SECONDS = 10.0
 #: The load tests' transaction pool (read directly: importing the locustfile would gevent-patch).
 PAYLOADS = Path(__file__).resolve().parent / "payloads.json"
 RATES = "125,250,500,750,1000,1500,2000,2500,3000,3500,4000,5000,6000,7000,8000,10000,12000"
+#: The stateful target's name (the service with the history store on).
+STATEFUL = "service-stateful"
 
 
 @dataclass(frozen=True)
@@ -117,8 +122,13 @@ def load_model(tag: str) -> tuple[Any, Any]:
     return booster, load_card(model.info.metadata)
 
 
-def write_request_files(booster: Any, card: Any, out: Path) -> dict[str, Path]:
-    """Pre-encode the pool for each protocol, with the in-process probability of every row."""
+def write_request_files(
+    booster: Any, card: Any, out: Path, stateful_passes: int = 0
+) -> dict[str, Path]:
+    """Pre-encode the pool for each protocol, with the in-process probability of every row.
+
+    With ``stateful_passes``, also the raw-field requests of the stateful target.
+    """
     pool = load_pool()
     features = compute_features(columns_from_records(pool), card.feature_names)
     probabilities = booster.inplace_predict(features)
@@ -145,6 +155,8 @@ def write_request_files(booster: Any, card: Any, out: Path) -> dict[str, Path]:
     for name, spec in specs.items():
         files[name] = out / f"requests-{name}.json"
         files[name].write_text(json.dumps(spec))
+    if stateful_passes:
+        files["stateful"] = bench_stateful.write_request_file(pool, out, stateful_passes)
     return files
 
 
@@ -161,25 +173,36 @@ def make_targets(tag: str, mlserver_repo: Path, port: int, names: list[str]) -> 
     py = sys.executable
     bento_env = {"BENTOML_DO_NOT_TRACK": "true", "PYTHONUNBUFFERED": "1"}
     mlserver_bin = str(ensure_mlserver_env()) if "mlserver" in names else "mlserver"
+    service_command = [
+        py,
+        "-m",
+        "bentoml",
+        "serve",
+        "service.service:FraudScoring",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    # Production mode needs a secret key for hashing ids in logs: a fresh one per run.
+    service_env = {**bento_env, "FRAUD_MODEL_TAG": tag, "FRAUD_ID_HASH_KEY": secrets.token_hex(32)}
     all_targets = {
         "service": Target(
             "service",
             "this service (production config)",
-            [
-                py,
-                "-m",
-                "bentoml",
-                "serve",
-                "service.service:FraudScoring",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            service_command,
             READY_PATH,
             "score",
-            # Production mode needs a secret key for hashing ids in logs: a fresh one per run.
-            {**bento_env, "FRAUD_MODEL_TAG": tag, "FRAUD_ID_HASH_KEY": secrets.token_hex(32)},
+            service_env,
+        ),
+        # FRAUD_HISTORY_URL is added once the store runs (run_stateful).
+        STATEFUL: Target(
+            STATEFUL,
+            "this service, history in Valkey (raw fields)",
+            service_command,
+            READY_PATH,
+            "stateful",
+            service_env,
         ),
         "stock-bentoml": Target(
             "stock-bentoml",
@@ -400,7 +423,15 @@ def top_frames(collapsed: str, limit: int = 15) -> dict[str, Any]:
 def main() -> None:
     """CLI: run the benchmark and write the reports."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", default="service,stock-bentoml,mlserver,starlette-echo")
+    parser.add_argument(
+        "--targets", default=f"service,{STATEFUL},stock-bentoml,mlserver,starlette-echo"
+    )
+    parser.add_argument(
+        "--stateful-passes",
+        type=int,
+        default=bench_stateful.DEFAULT_PASSES,
+        help="copies of the pool (fresh ids) in the stateful target's requests",
+    )
     parser.add_argument("--rates", default=RATES)
     parser.add_argument("--step-seconds", type=float, default=6.0)
     # 16 users as in the issue's reference measurements; with more, the one-core client's own
@@ -425,8 +456,9 @@ def main() -> None:
     if args.bulk_only:
         print(json.dumps(bulk_only(tag, booster, card, args), indent=1))
         return
-    files = write_request_files(booster, card, WORK_DIR)
     names = args.targets.split(",")
+    passes = args.stateful_passes if STATEFUL in names else 0
+    files = write_request_files(booster, card, WORK_DIR, stateful_passes=passes)
     doc: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "make bench",
@@ -452,9 +484,18 @@ def main() -> None:
         repo = write_repository(
             booster, Path(repo_dir), http_port=port, grpc_port=free_port(), metrics_port=free_port()
         )
-        for target in make_targets(tag, repo, port, names):
-            print(f"== {target.name}", flush=True)
-            with serve(target, port, args.server_core) as server:
+        for planned in make_targets(tag, repo, port, names):
+            print(f"== {planned.name}", flush=True)
+            with contextlib.ExitStack() as stack:
+                target, stateful = planned, None
+                if planned.name == STATEFUL:
+                    stateful = stack.enter_context(
+                        bench_stateful.StatefulRun.started(args.server_core, WORK_DIR / "valkey")
+                    )
+                    target = replace(planned, env={**planned.env, **stateful.service_env})
+                server = stack.enter_context(serve(target, port, args.server_core))
+                if stateful is not None:
+                    stateful.before_load(server.base_url)
                 rss_start = tree_rss_bytes(server.process.pid)
                 ladder = drive(
                     server.base_url,
@@ -492,6 +533,8 @@ def main() -> None:
                         result["profile"] = profile(server, files, capacity * 0.7, args.client_core)
                     card_answer = _get_json(server.base_url + MODEL_PATH)
                     result["model_card_tag"] = card_answer.get("tag")
+                if stateful is not None:
+                    result["stateful"] = stateful.after_load(server.base_url, args.client_core)
                 service_capacity = doc["targets"].get("service", {}).get("overload_capacity")
                 if target.name == "starlette-echo" and service_capacity:
                     # The client's own latency under the service's overload plan: the floor
