@@ -26,6 +26,17 @@ SPOOL_FILE = "spool.sqlite3"
 _RECOUNT_S = 1.0
 
 
+def encode(decision: Decision) -> bytes:
+    """A decision as the spool keeps it: a JSON array in ``DECISION_COLUMNS`` order."""
+    return orjson.dumps(decision.as_row())
+
+
+def decode(payload: bytes) -> list[Any]:
+    """The values of a spooled payload (times as ISO 8601 strings)."""
+    values: list[Any] = orjson.loads(payload)
+    return values
+
+
 class Spool:
     """A bounded, durable FIFO of encoded decisions (thread-safe; one process appends, the
     writer drains from a thread of the same process or from its own process)."""
@@ -80,7 +91,7 @@ class Spool:
         """Spool ``decisions``; return how many were kept (the rest hit the bound, counted)."""
         if not decisions:
             return 0
-        payloads = [(orjson.dumps(d.as_row()),) for d in decisions]
+        payloads = [(encode(d),) for d in decisions]
         with self._lock:
             if time.monotonic() - self._counted_at > _RECOUNT_S:
                 self._depth = self._count()
@@ -102,14 +113,17 @@ class Spool:
             self._depth += len(payloads)
         return len(payloads)
 
-    def peek(self, limit: int) -> tuple[int, int, list[list[Any]]]:
-        """The oldest ``limit`` entries: (first seq, last seq, rows); ``(0, -1, [])`` if none."""
+    def peek(self, limit: int) -> tuple[int, int, list[bytes]]:
+        """The oldest ``limit`` entries: (first seq, last seq, payloads); ``(0, -1, [])`` if none.
+
+        A payload is the JSON array of :func:`encode`, passed to PostgreSQL as it is.
+        """
         rows = self._drain_conn.execute(
             "SELECT seq, payload FROM spool ORDER BY seq LIMIT ?", (limit,)
         ).fetchall()
         if not rows:
             return 0, -1, []
-        return int(rows[0][0]), int(rows[-1][0]), [orjson.loads(r[1]) for r in rows]
+        return int(rows[0][0]), int(rows[-1][0]), [bytes(r[1]) for r in rows]
 
     def delete(self, first: int, last: int) -> None:
         """Forget entries ``first..last`` (called only after PostgreSQL committed them)."""

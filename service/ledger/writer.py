@@ -1,21 +1,20 @@
 """The ledger writer: a thread that drains the spool into PostgreSQL, in batches, exactly once.
 
-Each batch is one PostgreSQL transaction: ``COPY`` into a per-connection temporary staging
-table, then ``INSERT ... SELECT ... ON CONFLICT (transaction_id, model_tag) DO NOTHING``. The
-spool entries are deleted only after the commit, so a crash between the two re-delivers the
-batch and the conflict clause drops what PostgreSQL already has: at-least-once delivery plus an
-idempotent insert gives exactly-once rows.
+Each batch is one PostgreSQL transaction: binary ``COPY`` of the spooled JSON into a
+per-connection temporary staging table, then ``INSERT ... SELECT ... ON CONFLICT
+(transaction_id, model_tag) DO NOTHING``. The spool entries are deleted only after the commit,
+so a crash between the two re-delivers the batch and the conflict clause drops what PostgreSQL
+already has: at-least-once delivery plus an idempotent insert gives exactly-once rows.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
-import orjson
 from psycopg_pool import ConnectionPool
 
 from service.ledger.model import DECISION_COLUMNS
@@ -24,29 +23,47 @@ from service.ledger.spool import Spool
 _log = logging.getLogger(__name__)
 
 _COLUMNS = ", ".join(DECISION_COLUMNS)
-_REASONS = DECISION_COLUMNS.index("reasons")
+# One jsonb value per decision: the spooled JSON array goes to PostgreSQL unparsed, so the
+# copy loop costs a length prefix per row in Python and PostgreSQL does the decoding.
 _STAGE = (
-    "CREATE TEMP TABLE IF NOT EXISTS decisions_stage "
-    "(LIKE decisions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS decisions_stage (payload jsonb NOT NULL) ON COMMIT DELETE ROWS"
 )
-_COPY = f"COPY decisions_stage ({_COLUMNS}) FROM STDIN"
+_COPY = "COPY decisions_stage (payload) FROM STDIN (FORMAT binary)"
+_VALUES = (
+    "p->>0, (p->>1)::timestamp, p->>2, p->>3, (p->>4)::float8, (p->>5)::float8, "
+    "(p->>6)::boolean, p->>7, (p->>8)::float8, p->>9, NULLIF(p->10, 'null'::jsonb), p->>11, "
+    "(p->>12)::boolean, (p->>13)::timestamptz"
+)
 _INSERT = (
-    f"INSERT INTO decisions ({_COLUMNS}) SELECT {_COLUMNS} FROM decisions_stage "  # noqa: S608
+    f"INSERT INTO decisions ({_COLUMNS}) "  # noqa: S608 - constants only
+    f"SELECT {_VALUES} FROM (SELECT payload AS p FROM decisions_stage) AS staged "
     "ON CONFLICT (transaction_id, model_tag) DO NOTHING"
 )
+# Binary COPY framing: signature, flags, header extension; per row 1 field; trailer.
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_TRAILER = struct.pack("!h", -1)
+_JSONB_VERSION = b"\x01"
 
 
-def copy_rows(pool: ConnectionPool, rows: list[list[Any]]) -> int:
-    """Write spooled rows in one transaction; return how many were new (the rest existed)."""
+def _binary_rows(payloads: list[bytes]) -> bytes:
+    pack = struct.Struct("!hi").pack
+    parts = [_HEADER]
+    for payload in payloads:
+        parts.append(pack(1, len(payload) + 1))
+        parts.append(_JSONB_VERSION)
+        parts.append(payload)
+    parts.append(_TRAILER)
+    return b"".join(parts)
+
+
+def copy_payloads(pool: ConnectionPool, payloads: list[bytes]) -> int:
+    """Write spooled payloads in one transaction; return how many were new (the rest existed)."""
+    data = _binary_rows(payloads)
     with pool.connection() as conn, conn.transaction():
         conn.execute(_STAGE)
         with conn.cursor() as cur:
             with cur.copy(_COPY) as copy:
-                for row in rows:
-                    reasons = row[_REASONS]
-                    if reasons is not None:
-                        row[_REASONS] = orjson.dumps(reasons).decode()
-                    copy.write_row(row)
+                copy.write(data)
             cur.execute(_INSERT)
             return max(cur.rowcount, 0)
 
@@ -115,7 +132,7 @@ class LedgerWriter:
             return 0
         if self.before_write is not None:
             self.before_write()
-        inserted = copy_rows(self.pool, rows)
+        inserted = copy_payloads(self.pool, rows)
         if self.after_commit is not None:
             self.after_commit()
         self.spool.delete(first, last)

@@ -6,7 +6,10 @@ One server per session; every test gets a fresh database, so tests do not see ea
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -23,7 +26,8 @@ from service.ledger import Decision, Label, Ledger, LedgerSettings, LedgerUnavai
 from service.ledger.embedded import start_embedded, stop_embedded
 from service.ledger.label_files import parse_label_file
 from service.ledger.migrate import MIGRATIONS_DIR, MigrationError, applied_versions, migrate
-from service.ledger.writer import copy_rows
+from service.ledger.spool import encode
+from service.ledger.writer import copy_payloads
 
 pytestmark = pytest.mark.integration
 
@@ -215,9 +219,9 @@ def test_the_same_transaction_under_two_model_tags_is_two_decisions(
 
 
 def test_redelivery_of_a_batch_inserts_nothing_twice(pool: ConnectionPool, db_url: str) -> None:
-    rows = [list(decision(i).as_row()) for i in range(100)]
-    assert copy_rows(pool, [list(r) for r in rows]) == 100
-    assert copy_rows(pool, [list(r) for r in rows[50:]] + [list(decision(500).as_row())]) == 1
+    rows = [encode(decision(i)) for i in range(100)]
+    assert copy_payloads(pool, rows) == 100
+    assert copy_payloads(pool, [*rows[50:], encode(decision(500))]) == 1
     assert count_rows(db_url) == (101, 101)
 
 
@@ -423,3 +427,40 @@ def test_retention_deletes_only_what_is_older_than_the_setting(ledger: Ledger, d
     assert ledger.get_decision("tx-0000040") is not None
     assert ledger.get_decision("tx-0000001") is None
     assert ledger.delete_older_than(180).decisions_deleted == 0
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def test_the_migrate_and_retention_commands(server_url: str, tmp_path: Path) -> None:
+    url = new_database(server_url)
+    env = dict(os.environ, FRAUD_DATABASE_URL=url, FRAUD_LEDGER_SPOOL_DIR=str(tmp_path))
+    root = Path(__file__).resolve().parents[2]
+
+    def cli(*args: str, environ: dict[str, str] = env) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "service.ledger", *args],
+            env=environ,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    first = cli("migrate")
+    assert first.returncode == 0, first.stderr
+    assert "[1]" in first.stdout
+    again = cli("migrate")
+    assert "none pending" in again.stdout
+    assert applied_versions(url) == [1]
+    with ConnectionPool(url, min_size=1, max_size=1) as p:
+        old = datetime.now(UTC) - timedelta(days=40)
+        copy_payloads(p, [encode(decision(i, recorded_at=old)) for i in range(7)])
+    keep = cli("retention", "--days", "30")
+    assert keep.returncode == 0, keep.stderr
+    assert "7 decisions" in keep.stdout
+    assert count_rows(url) == (0, 0)
+    unset = {k: v for k, v in env.items() if k != "FRAUD_DATABASE_URL"}
+    missing = cli("migrate", environ=unset)
+    assert missing.returncode == 2
+    assert "FRAUD_DATABASE_URL" in missing.stderr

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from service.ledger.model import Decision
-from service.ledger.spool import Spool
+from service.ledger.spool import Spool, decode
 
 
 def make(index: int) -> Decision:
@@ -33,13 +33,13 @@ def test_entries_come_out_oldest_first_and_leave_only_when_deleted(tmp_path: Pat
     spool = Spool(tmp_path)
     spool.append([make(i) for i in range(10)])
     first, last, rows = spool.peek(4)
-    assert [r[0] for r in rows] == ["t0", "t1", "t2", "t3"]
+    assert [decode(r)[0] for r in rows] == ["t0", "t1", "t2", "t3"]
     assert spool.depth == 10
     again = spool.peek(4)
     assert again[2] == rows  # peeking twice re-delivers the same batch
     spool.delete(first, last)
     assert spool.depth == 6
-    assert spool.peek(100)[2][0][0] == "t4"
+    assert decode(spool.peek(100)[2][0])[0] == "t4"
     spool.close()
 
 
@@ -47,7 +47,8 @@ def test_a_row_round_trips_every_column(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     original = make(7)
     spool.append([original])
-    (row,) = spool.peek(1)[2]
+    (payload,) = spool.peek(1)[2]
+    row = decode(payload)
     assert row[0] == "t7"
     assert row[1] == original.event_time.isoformat()
     assert row[10] is None
@@ -62,7 +63,7 @@ def test_the_spool_survives_a_reopen(tmp_path: Path) -> None:
     spool.close()
     reopened = Spool(tmp_path)
     assert reopened.depth == 5
-    assert [r[0] for r in reopened.peek(10)[2]] == [f"t{i}" for i in range(5)]
+    assert [decode(r)[0] for r in reopened.peek(10)[2]] == [f"t{i}" for i in range(5)]
     reopened.close()
 
 
@@ -87,7 +88,7 @@ def test_concurrent_appends_and_drains_lose_nothing(tmp_path: Path) -> None:
         while not done.is_set() or spool.depth:
             first, last, rows = spool.peek(50)
             if rows:
-                seen.extend(r[0] for r in rows)
+                seen.extend(decode(r)[0] for r in rows)
                 spool.delete(first, last)
 
     def produce(offset: int) -> None:
