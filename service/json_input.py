@@ -47,6 +47,9 @@ _UPPER: Final = {name: np.inf if high is None else high for name, (_, high) in B
 _STR: Final = frozenset({str})
 _COLON: Final = ord(":")
 _QUOTE: Final = ord('"')
+_SPACE: Final = ord(" ")
+#: What may follow a ':' where a boolean could be: its first letter, or more blanks.
+_MAYBE_BOOLEAN: Final = np.frombuffer(b"tf \t\r\n", dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -154,10 +157,11 @@ def _plain_columns(body: bytes, max_rows: int) -> TransactionColumns:
     # two '"' more than the keys and the text values above.
     members = 1 + sum(map(len, rows))
     raw_bytes = np.frombuffer(body, dtype=np.uint8)
-    _require(np.count_nonzero(raw_bytes == _COLON) == members + "".join(texts).count(":"))
+    colons = np.flatnonzero(raw_bytes == _COLON)
+    _require(colons.size == members + "".join(texts).count(":"))
     _require(np.count_nonzero(raw_bytes == _QUOTE) == 2 * (members + len(texts)))
     numeric = [name for name in NUMERIC_FIELDS if name in raw]
-    if b"true" in body or b"false" in body:  # maybe a boolean: check the types themselves
+    if _may_hold_booleans(raw_bytes, colons):  # then check the types themselves
         _require(all(set(map(type, raw[name])) <= _OPTIONAL_NUMBER_TYPES for name in numeric))
     values = np.array([raw[name] for name in numeric], dtype=np.float64)  # None -> NaN
     _check_numbers(values, numeric)
@@ -165,6 +169,19 @@ def _plain_columns(body: bytes, max_rows: int) -> TransactionColumns:
         columns[name] = values[numeric.index(name)] if name in raw else np.full(n_rows, np.nan)
     transaction_ids = list(raw.get("transaction_id") or [None] * n_rows)
     return TransactionColumns(columns, transaction_ids)
+
+
+def _may_hold_booleans(raw_bytes: np.ndarray, colons: np.ndarray) -> bool:
+    """Whether some member value may be ``true``/``false``: a ``t``/``f`` after a ``:``.
+
+    A colon inside a string can only make this say "maybe" (the types are then checked one
+    by one); a value after more than one blank too.
+    """
+    last = raw_bytes.size - 1
+    after = raw_bytes[np.minimum(colons + 1, last)]
+    blank = after == _SPACE
+    after[blank] = raw_bytes[np.minimum(colons[blank] + 2, last)]
+    return bool(np.isin(after, _MAYBE_BOOLEAN).any())
 
 
 def _check_numbers(values: np.ndarray, names: list[str]) -> None:
