@@ -59,6 +59,8 @@ def _pydantic_error(body: bytes) -> bytes:
     ("body", "field"),
     [
         (b'{"amount": 1, "amount": 2}', "amount"),
+        (b'{"customer_id": "a", "amount": 1, "customer_id": "b"}', "customer_id"),
+        (b'{"customer_id": "a:b", "customer_id": 3}', "customer_id"),
         (b'{"a": {"b": 1, "b": 2}}', "a.b"),
         (b'{"timestamp": "x\\u003a", "amount": 1, "amount": 1}', "amount"),
     ],
