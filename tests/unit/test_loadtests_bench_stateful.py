@@ -196,3 +196,31 @@ def test_the_stateful_target_is_the_service_with_its_own_requests(tmp_path: Path
     assert "FRAUD_HISTORY_URL" not in stateful.env  # added once the store runs
     run = bench_stateful.StatefulRun("valkey://127.0.0.1:1/0", [], {})
     assert run.service_env == {"FRAUD_HISTORY_URL": "valkey://127.0.0.1:1/0"}
+
+
+def test_a_pinned_valkey_answers_the_probe_and_counts_its_script_calls(tmp_path: Path) -> None:
+    """Against a real embedded Valkey (starts in well under a second)."""
+    ours = os.sched_getaffinity(0)
+    core = min(ours)
+    with bench_stateful.pinned_valkey(core, tmp_path / "valkey") as url:
+        stats = bench_stateful.command_stats(url)
+        pid = int(_info(url)["process_id"])
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            status = (task / "status").read_text()
+            assert f"Cpus_allowed_list:\t{core}\n" in status
+        probe = bench_stateful.probe_round_trips(url, POOL, [1, 2, 3])
+        cpu = bench_stateful.script_cpu(stats, bench_stateful.command_stats(url))
+    assert probe["calls"] == 3 and probe["unavailable_rows"] == 0
+    assert 0 < probe["p50_ms"] <= probe["p99_ms"]
+    assert cpu["calls"] >= 3 and cpu["cpu_us_per_call"] > 0  # one script call per batch at least
+    assert os.sched_getaffinity(0) == ours  # restored after the start
+
+
+def _info(url: str) -> dict[str, Any]:
+    import valkey  # noqa: PLC0415
+
+    client = valkey.Valkey.from_url(url.replace("valkey://", "redis://", 1))
+    try:
+        return dict(client.info("server"))  # type: ignore[arg-type]
+    finally:
+        client.close()
