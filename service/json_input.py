@@ -163,10 +163,10 @@ def _plain_columns(body: bytes, max_rows: int) -> TransactionColumns:
     numeric = [name for name in NUMERIC_FIELDS if name in raw]
     if _may_hold_booleans(raw_bytes, colons):  # then check the types themselves
         _require(all(set(map(type, raw[name])) <= _OPTIONAL_NUMBER_TYPES for name in numeric))
-    values = np.array([raw[name] for name in numeric], dtype=np.float64)  # None -> NaN
-    _check_numbers(values, numeric)
+    numbers = np.array([raw[name] for name in numeric], dtype=np.float64)  # None -> NaN
+    _check_numbers(numbers, numeric)
     for name in NUMERIC_FIELDS:
-        columns[name] = values[numeric.index(name)] if name in raw else np.full(n_rows, np.nan)
+        columns[name] = numbers[numeric.index(name)] if name in raw else np.full(n_rows, np.nan)
     transaction_ids = list(raw.get("transaction_id") or [None] * n_rows)
     return TransactionColumns(columns, transaction_ids)
 

@@ -19,7 +19,7 @@ EXAMPLES = json.loads((REPO_ROOT / "fraud_contract" / "examples.json").read_text
 def _errors(body: dict[str, Any]) -> list[dict[str, Any]]:
     with pytest.raises(ValidationError) as caught:
         Transaction.model_validate(body)
-    return caught.value.errors()
+    return [dict(error) for error in caught.value.errors()]
 
 
 def _fields(errors: list[dict[str, Any]]) -> set[str]:

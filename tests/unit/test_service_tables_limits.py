@@ -140,7 +140,7 @@ def test_a_long_cell_in_a_csv_is_refused_naming_the_limit() -> None:
             f"{header}\n{long_line}\n".encode(),
             filename="x.csv",
             content_type=None,
-            scorer=None,  # type: ignore[arg-type]  (refused before scoring)
+            scorer=None,  # type: ignore[arg-type]
             max_rows=10,
             limits=FileLimits(max_cell_bytes=1000),
         )
