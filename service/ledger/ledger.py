@@ -98,6 +98,7 @@ class Ledger:
             written_total=w.written_total,
             redelivered_total=w.redelivered_total,
             writer_errors_total=w.errors_total,
+            rejected_total=w.rejected_total,
             last_error=w.last_error,
             last_write_unix=w.last_write_unix,
         )

@@ -205,5 +205,6 @@ class LedgerStats:
     written_total: int
     redelivered_total: int
     writer_errors_total: int
+    rejected_total: int
     last_error: str | None
     last_write_unix: float | None

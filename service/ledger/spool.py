@@ -61,6 +61,10 @@ class Spool:
         self._append_conn.execute(
             "CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL)"
         )
+        self._append_conn.execute(
+            "CREATE TABLE IF NOT EXISTS quarantine (payload BLOB NOT NULL, error TEXT NOT NULL,"
+            " at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+        )
         self._depth = self._count()
         self._counted_at = time.monotonic()
         self.dropped_total = 0
@@ -132,6 +136,18 @@ class Spool:
                 "DELETE FROM spool WHERE seq BETWEEN ? AND ?", (first, last)
             )
             self._depth -= max(cur.rowcount, 0)
+
+    def quarantine(self, refused: Sequence[tuple[bytes, str]]) -> None:
+        """Keep decisions PostgreSQL refused (with its error) for a human to look at."""
+        with self._lock:
+            self._drain_conn.executemany(
+                "INSERT INTO quarantine (payload, error) VALUES (?, ?)", refused
+            )
+
+    def quarantined(self) -> list[tuple[list[Any], str]]:
+        """The quarantined decisions and why PostgreSQL refused each."""
+        rows = self._drain_conn.execute("SELECT payload, error FROM quarantine").fetchall()
+        return [(decode(bytes(r[0])), str(r[1])) for r in rows]
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database file (the writer thread calls this, never scoring)."""

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from service.ledger.model import DECISION_COLUMNS
@@ -94,6 +95,8 @@ class LedgerWriter:
         self.written_total = 0
         self.redelivered_total = 0
         self.errors_total = 0
+        #: Decisions PostgreSQL refused (bad data), moved to the spool's quarantine table.
+        self.rejected_total = 0
         self.last_error: str | None = None
         self.last_write_unix: float | None = None
         self._wake = threading.Event()
@@ -132,7 +135,11 @@ class LedgerWriter:
             return 0
         if self.before_write is not None:
             self.before_write()
-        inserted = copy_payloads(self.pool, rows)
+        try:
+            inserted = copy_payloads(self.pool, rows)
+        except (psycopg.DataError, psycopg.IntegrityError):
+            # A row PostgreSQL refuses would block the spool forever: find it, set it aside.
+            inserted = self._write_row_by_row(rows)
         if self.after_commit is not None:
             self.after_commit()
         self.spool.delete(first, last)
@@ -140,6 +147,21 @@ class LedgerWriter:
         self.redelivered_total += len(rows) - inserted
         self.last_write_unix = time.time()
         return len(rows)
+
+    def _write_row_by_row(self, rows: list[bytes]) -> int:
+        """Write each row alone; quarantine the ones refused (an outage still raises)."""
+        inserted = 0
+        refused: list[tuple[bytes, str]] = []
+        for payload in rows:
+            try:
+                inserted += copy_payloads(self.pool, [payload])
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                refused.append((payload, f"{type(exc).__name__}: {exc}"[:500]))
+        if refused:
+            self.spool.quarantine(refused)
+            self.rejected_total += len(refused)
+            _log.error("ledger: %d decision(s) refused by PostgreSQL, quarantined", len(refused))
+        return inserted
 
     def _checkpoint(self) -> None:
         try:

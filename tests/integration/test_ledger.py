@@ -5,6 +5,7 @@ One server per session; every test gets a fresh database, so tests do not see ea
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import shutil
@@ -249,6 +250,24 @@ def test_a_writer_crash_between_commit_and_spool_delete_redelivers_exactly_once(
     finally:
         led.close()
     assert count_rows(db_url) == (200, 200)
+
+
+def test_rows_postgresql_refuses_are_quarantined_and_do_not_block_the_rest(
+    ledger: Ledger, db_url: str
+) -> None:
+    out_of_range = dataclasses.replace(decision(2), probability=1.5)  # CHECK violation
+    nul_byte = dataclasses.replace(decision(3), transaction_id="tx-\x00")  # jsonb refuses NUL
+    ledger.record([decision(1), out_of_range, decision(4), nul_byte, decision(5)])
+    assert ledger.flush(20)
+    assert count_rows(db_url) == (3, 3)
+    stats = ledger.stats()
+    assert (stats.rejected_total, stats.written_total) == (2, 3)
+    kept = ledger.spool.quarantined()
+    assert sorted(row[0] for row, _ in kept) == ["tx-\x00", "tx-0000002"]
+    assert any("CheckViolation" in error for _, error in kept)
+    ledger.record([decision(6)])  # the writer goes on
+    assert ledger.flush(10)
+    assert count_rows(db_url) == (4, 4)
 
 
 def test_a_restarted_writer_resumes_from_the_spool(db_url: str, tmp_path: Path) -> None:
