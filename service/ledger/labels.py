@@ -43,8 +43,21 @@ class LabelIn(BaseModel):
         return Label(self.transaction_id, self.label, reported, self.source)
 
 
-def parse_labels(items: Sequence[object], *, prefix: str = "labels") -> list[Label]:
-    """Validate JSON label objects; 422 naming every bad field (``labels.3.label``)."""
+def parse_labels(
+    items: Sequence[object], *, prefix: str = "labels", max_labels: int = 100_000
+) -> list[Label]:
+    """Validate JSON label objects; 422 naming every bad field (``labels.3.label``).
+
+    More than ``max_labels`` items is a 413 before any is validated.
+    """
+    if len(items) > max_labels:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"At most {max_labels} labels per request.",
+            [{"field": prefix, "reason": f"{len(items)} items, more than {max_labels}"}],
+            reason="too_large",
+        )
     labels: list[Label] = []
     problems: list[dict[str, str]] = []
     for index, item in enumerate(items):

@@ -76,3 +76,12 @@ def test_json_labels_are_validated_with_named_fields() -> None:
     assert caught.value.status == 422
     fields = {e["field"] for e in caught.value.errors}
     assert fields == {"labels.1.label", "labels.2.source", "labels.2.extra"}
+
+
+def test_too_many_json_labels_is_a_413_naming_the_list() -> None:
+    item = {"transaction_id": "a", "label": "fraud", "reported_at": "2018-09-01", "source": "x"}
+    assert len(parse_labels([item] * 3, max_labels=3)) == 3
+    with pytest.raises(ApiError) as caught:
+        parse_labels([item] * 4, max_labels=3)
+    assert caught.value.status == 413
+    assert caught.value.errors[0]["field"] == "labels"
