@@ -52,6 +52,10 @@ train: env ## Train the default model (demo preset) into the BentoML model store
 model-benchmark: env ## Handbook protocol on the full-size simulation -> reports/model-benchmark.json
 	$(RUN) fraud-benchmark --out reports/model-benchmark.json
 
+.PHONY: replay-parity
+replay-parity: env ## The full-size simulated week replayed through the API from raw fields; aggregates and AUC/AP/CP@100 equal offline -> reports/replay-parity.*
+	$(PY) -m loadtests.replay_parity --preset full
+
 ##@ Run locally
 .PHONY: serve
 serve: env ## Serve the scoring API on http://$(HOST):$(PORT) (trains a model first if none)

@@ -9,6 +9,7 @@ branch the model learned for them) and its result says ``history: "unavailable"`
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -48,7 +49,9 @@ class HistoryEnricher:
         self, endpoint: str, transactions: Sequence[Transaction], *, record: bool = True
     ) -> tuple[list[Transaction], list[HistoryState]]:
         """The transactions with their aggregates filled in, and each one's history state."""
+        started = time.perf_counter()
         found = self.store.update_and_read(transactions, record=record)
+        self.metrics.observe_history_step(endpoint, time.perf_counter() - started)
         enriched: list[Transaction] = []
         states: list[HistoryState] = []
         for transaction, aggregates in zip(transactions, found, strict=True):

@@ -103,6 +103,10 @@ class ServiceMetrics:
         for state, count in counts.items():
             self._child("history", endpoint, state).inc(count)
 
+    def observe_history_step(self, endpoint: str, seconds: float) -> None:
+        """Duration of one history-store round trip (``step="history"``, one per batch)."""
+        self._child("step_duration", endpoint, "history", self.model_name).observe(seconds)
+
     def observe_batch(self, endpoint: str, rows: int) -> None:
         """Rows passed to one model call."""
         self._child("batch_size", endpoint).observe(rows)
@@ -228,8 +232,9 @@ def create_metrics(
         ),
         step_duration=prom.Histogram(
             "fraud_model_step_duration_seconds",
-            "Duration of each step of one model call: preprocess (features), predict "
-            "(XGBoost, TreeSHAP included) and postprocess (decisions, reasons, results).",
+            "Duration of each step of one model call: history (the store's round trip, with "
+            "the history store on), preprocess (features), predict (XGBoost, TreeSHAP "
+            "included) and postprocess (decisions, reasons, results).",
             ["endpoint", "step", "model_name"],
             buckets=STEP_BUCKETS,
         ),

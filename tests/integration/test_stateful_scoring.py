@@ -150,3 +150,7 @@ def test_a_store_outage_degrades_and_recovers_without_a_failed_request(
     assert outcomes["200 used"] > 0  # and history came back by itself
     assert ready.status_code == 200  # readiness never depended on the store
     assert 'fraud_history_rows_total{endpoint="single",outcome="unavailable"}' in metrics
+    assert (
+        'fraud_model_step_duration_seconds_count{endpoint="single",model_name="fraud-detector",step="history"}'
+        in metrics
+    )
