@@ -19,6 +19,8 @@ NAMESPACE = "fraud"
 HELM_TIMEOUT_S = 60
 
 Manifest = dict[str, Any]
+#: Kinds whose pod template runs long-lived pods.
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 
 
 def helm() -> str:
@@ -55,6 +57,11 @@ def render(values_file: str | None = None, **set_values: str) -> list[Manifest]:
     return list(_render_cached(helm_args(values_file, _dotted(set_values))))
 
 
+def render_args(args: tuple[str, ...]) -> list[Manifest]:
+    """Rendered manifests for raw helm arguments (``--set`` keys that hold brackets or dots)."""
+    return list(_render_cached(args))
+
+
 def render_error(values_file: str | None = None, **set_values: str) -> str:
     """helm's error output for values that must be rejected (fails if rendering succeeds)."""
     result = _template(helm_args(values_file, _dotted(set_values)))
@@ -82,9 +89,9 @@ def one(manifests: list[Manifest], kind: str, name_suffix: str = "") -> Manifest
 def pod_specs(
     manifests: list[Manifest],
 ) -> Iterator[tuple[Manifest, dict[str, Any], dict[str, str]]]:
-    """(owner manifest, pod spec, pod labels) of every Deployment template and bare Pod."""
+    """(owner manifest, pod spec, pod labels) of every Deployment/StatefulSet template and Pod."""
     for manifest in manifests:
-        if manifest["kind"] == "Deployment":
+        if manifest["kind"] in WORKLOAD_KINDS:
             template = manifest["spec"]["template"]
             yield manifest, template["spec"], template["metadata"]["labels"]
         elif manifest["kind"] == "Pod":

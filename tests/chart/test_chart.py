@@ -49,6 +49,8 @@ def test_ci_value_sets_cover_the_required_scenarios() -> None:
         "keda-values",
         "custom-metric-hpa-values",
         "all-off-values",
+        "history-values",
+        "history-external-values",
     } <= set(CI_VALUES)
 
 
@@ -157,12 +159,16 @@ def test_pods_run_non_root_read_only_without_privileges(values_file: str) -> Non
             assert sc["readOnlyRootFilesystem"] is True, name
             assert sc["capabilities"] == {"drop": ["ALL"]}, name
             assert sc["runAsNonRoot"] is True, name
-            # The only writable place is /tmp, an emptyDir with a size limit.
+            # The only writable places are /tmp, an emptyDir with a size limit, and a
+            # StatefulSet's own data volumes (its volumeClaimTemplates, with a size).
+            claims = {c["metadata"]["name"] for c in owner["spec"].get("volumeClaimTemplates", [])}
             tmp = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
             assert len(tmp) == 1, name
             assert volumes[tmp[0]["name"]]["emptyDir"]["sizeLimit"], name
             assert all(
-                m.get("readOnly") for m in container["volumeMounts"] if m["mountPath"] != "/tmp"
+                m.get("readOnly")
+                for m in container["volumeMounts"]
+                if m["mountPath"] != "/tmp" and m["name"] not in claims
             )
 
 
@@ -237,7 +243,7 @@ def test_selectors_match_their_pods_and_services_reach_the_right_component(
     values_file: str,
 ) -> None:
     manifests = render(values_file)
-    deployments = of_kind(manifests, "Deployment")
+    deployments = of_kind(manifests, "Deployment") + of_kind(manifests, "StatefulSet")
     for deployment in deployments:
         selector = deployment["spec"]["selector"]["matchLabels"]
         assert selects(selector, deployment["spec"]["template"]["metadata"]["labels"])
@@ -247,7 +253,9 @@ def test_selectors_match_their_pods_and_services_reach_the_right_component(
             for d in deployments
             if selects(service["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"])
         ]
-        assert [d["metadata"]["name"] for d in matched] == [service["metadata"]["name"]]
+        # A StatefulSet's governing (headless) Service is named after it plus "-headless".
+        service_name = service["metadata"]["name"].removesuffix("-headless")
+        assert [d["metadata"]["name"] for d in matched] == [service_name]
         target_ports = {p["targetPort"] for p in service["spec"]["ports"]}
         container_ports = {
             p["name"] for p in matched[0]["spec"]["template"]["spec"]["containers"][0]["ports"]

@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from tests.chart.chart_support import CI_VALUES, of_kind, pod_specs, render, selects
+from tests.chart.chart_support import (
+    CI_VALUES,
+    WORKLOAD_KINDS,
+    of_kind,
+    pod_specs,
+    render,
+    selects,
+)
 
 VALUE_SETS = sorted(CI_VALUES)
 DEPRECATED_API_VERSIONS = re.compile(
@@ -67,7 +74,7 @@ def test_probes_and_resource_requirements(values_file: str) -> None:
     unset-memory-requirements."""
     for owner, spec, _ in pod_specs(render(values_file)):
         for container in containers(spec):
-            if owner["kind"] == "Deployment":
+            if owner["kind"] in WORKLOAD_KINDS:
                 assert container.get("livenessProbe") and container.get("readinessProbe")
             assert container["resources"]["requests"].get("cpu")
             assert container["resources"]["limits"].get("memory")

@@ -95,6 +95,10 @@ INSTALLABLE_CI_VALUES: dict[str, set[str]] = {
     "custom-metric-hpa-values.yaml": {"Deployment", "HorizontalPodAutoscaler", "ServiceMonitor"},
     "keda-values.yaml": {"Deployment", "ScaledObject", "ServiceMonitor", "ConfigMap"},
     "hpa-scale-in-values.yaml": {"Deployment", "HorizontalPodAutoscaler"},
+    # The in-chart Valkey (its PVC is bound to a PersistentVolume the test provides: no
+    # provisioner runs here) and an external store whose URL is in an existing Secret.
+    "history-values.yaml": {"Deployment", "StatefulSet", "Service", "Secret", "NetworkPolicy"},
+    "history-external-values.yaml": {"Deployment", "Service", "NetworkPolicy"},
 }
 # The values file of the autoscaling test: the chart's HPA with a short scale-down window.
 HPA_TEST_VALUES = "hpa-scale-in-values.yaml"
@@ -428,6 +432,10 @@ def create_expected_secret(cluster: Cluster, values_file: str, namespace: str) -
         wanted[auth["existingSecret"]] = {auth["apiKeysKey"]: f"{key}\n", auth["uiKeyKey"]: key}
     if id_hash["existingSecret"]:
         wanted[id_hash["existingSecret"]] = {id_hash["secretKey"]: uuid.uuid4().hex * 2}
+    history = {**defaults["history"], **(values.get("history") or {})}
+    if history["enabled"] and history["existingSecret"]:
+        url = f"valkey://:{uuid.uuid4().hex}@history.example:6379/0"
+        wanted[history["existingSecret"]] = {history["existingSecretKey"]: url}
     if not wanted:
         return
     cluster.resource("v1", "Namespace").create(body={"metadata": {"name": namespace}})
@@ -437,11 +445,48 @@ def create_expected_secret(cluster: Cluster, values_file: str, namespace: str) -
         )
 
 
+def provide_volumes(cluster: Cluster, release: str, values_file: str, namespace: str) -> list[str]:
+    """PersistentVolumes pre-bound to the claims the chart's StatefulSets will make.
+
+    The simulated cluster has no storage provisioner, so a claim would stay Pending (and helm's
+    ``--wait`` with it); a PersistentVolume whose ``claimRef`` names the claim binds at once.
+    """
+    rendered = cluster.helm(
+        "template", release, str(CHART), "--namespace", namespace,
+        "--values", str(CHART / "ci" / values_file),
+    )  # fmt: skip
+    names = []
+    for doc in yaml.safe_load_all(rendered):
+        if not doc or doc["kind"] != "StatefulSet":
+            continue
+        for replica in range(int(doc["spec"].get("replicas", 1))):
+            for claim in doc["spec"].get("volumeClaimTemplates", []):
+                claim_name = f"{claim['metadata']['name']}-{doc['metadata']['name']}-{replica}"
+                name = f"{namespace}-{claim_name}"[:63]
+                spec = claim["spec"]
+                cluster.resource("v1", "PersistentVolume").create(
+                    body={
+                        "metadata": {"name": name},
+                        "spec": {
+                            "capacity": {"storage": spec["resources"]["requests"]["storage"]},
+                            "accessModes": spec["accessModes"],
+                            "storageClassName": spec.get("storageClassName", ""),
+                            "persistentVolumeReclaimPolicy": "Retain",
+                            "hostPath": {"path": f"/tmp/{name}"},
+                            "claimRef": {"namespace": namespace, "name": claim_name},
+                        },
+                    }
+                )
+                names.append(name)
+    return names
+
+
 def install(cluster: Cluster, values_file: str, namespace: str | None = None) -> tuple[str, str]:
     """``helm install --wait`` the chart with a CI values file into a new namespace."""
     release = "fraud"
     namespace = namespace or new_namespace()
     create_expected_secret(cluster, values_file, namespace)
+    provide_volumes(cluster, release, values_file, namespace)
     cluster.helm(
         "install", release, str(CHART),
         "--namespace", namespace, "--create-namespace",
@@ -465,6 +510,11 @@ def uninstall_leaves_nothing(cluster: Cluster, release: str, namespace: str) -> 
     # Pods, ReplicaSets and EndpointSlices go through the garbage collector: give it time.
     wait_until(lambda: not leftovers(cluster, release, namespace), 90, "the garbage collector")
     assert not leftovers(cluster, release, namespace)
+    # The volumes provide_volumes made (released now: their claims went with the StatefulSet).
+    volumes = cluster.resource("v1", "PersistentVolume")
+    for volume in volumes.get().to_dict()["items"]:
+        if (volume["spec"].get("claimRef") or {}).get("namespace") == namespace:
+            volumes.delete(name=volume["metadata"]["name"])
 
 
 def release_secret_data(cluster: Cluster, release: str, namespace: str) -> dict[str, str]:

@@ -77,6 +77,40 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-id-hash-key" (include "fraud-detection.fullname" .)) .Values.api.idHashKey.existingSecret }}
 {{- end }}
 
+{{/* The in-chart Valkey's resource name and the Secret with its password and URL. */}}
+{{- /* At most 52 characters: a StatefulSet name becomes part of its pods' 63-character revision label. */}}
+{{- define "fraud-detection.valkey.fullname" -}}
+{{- printf "%s-valkey" (include "fraud-detection.fullname" . | trunc 45 | trimSuffix "-") }}
+{{- end }}
+{{- define "fraud-detection.valkey.secretName" -}}
+{{- default (printf "%s-auth" (include "fraud-detection.valkey.fullname" .)) .Values.history.valkey.existingSecret }}
+{{- end }}
+
+{{/* The API's FRAUD_HISTORY_* variables (only with history.enabled). */}}
+{{- define "fraud-detection.historyEnv" -}}
+{{- $h := .Values.history }}
+{{- if $h.valkey.enabled }}
+- name: FRAUD_HISTORY_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fraud-detection.valkey.secretName" . }}
+      key: url
+{{- else if $h.existingSecret }}
+- name: FRAUD_HISTORY_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $h.existingSecret }}
+      key: {{ $h.existingSecretKey }}
+{{- else }}
+- name: FRAUD_HISTORY_URL
+  value: {{ $h.url | quote }}
+{{- end }}
+- name: FRAUD_HISTORY_CLUSTER
+  value: {{ $h.cluster | quote }}
+- name: FRAUD_HISTORY_TIMEOUT_S
+  value: {{ $h.timeoutSeconds | quote }}
+{{- end }}
+
 {{- define "fraud-detection.secretName" -}}
 {{- default (printf "%s-auth" (include "fraud-detection.fullname" .)) .Values.auth.existingSecret }}
 {{- end }}
@@ -149,6 +183,22 @@ seccompProfile:
 {{- end }}
 {{- if and .Values.httpRoute.enabled .Values.httpRoute.ui.enabled (not .Values.ui.enabled) }}
 {{- fail "httpRoute.ui.enabled needs ui.enabled" }}
+{{- end }}
+{{- $h := .Values.history }}
+{{- if $h.enabled }}
+{{- $stores := 0 }}
+{{- range (list $h.url $h.existingSecret $h.valkey.enabled) }}{{ if . }}{{ $stores = add1 $stores }}{{ end }}{{ end }}
+{{- if ne (int $stores) 1 }}
+{{- fail "history.enabled needs exactly one store: history.existingSecret, history.url or history.valkey.enabled" }}
+{{- end }}
+{{- if and $h.url (regexMatch "^[a-z]+://[^/@]*:[^/@]+@" $h.url) }}
+{{- fail "history.url must not hold a password (it would be stored in the Deployment): put the URL in a Secret and set history.existingSecret" }}
+{{- end }}
+{{- if and $h.cluster $h.valkey.enabled }}
+{{- fail "history.cluster needs an external cluster: the in-chart Valkey is a single node" }}
+{{- end }}
+{{- else if $h.valkey.enabled }}
+{{- fail "history.valkey.enabled needs history.enabled" }}
 {{- end }}
 {{- end }}
 
