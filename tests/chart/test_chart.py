@@ -555,6 +555,14 @@ def test_topology_spread_and_anti_affinity_spread_api_replicas() -> None:
             ],
         ),
         ("all-off-values", ["helm test fraud"]),
+        (
+            "history-values",
+            [
+                "the in-chart Valkey fraud-fraud-detection-valkey",
+                "fraud-fraud-detection-valkey-auth",
+            ],
+        ),
+        ("history-external-values", ["the URL in Secret fraud-history (key url)"]),
     ],
 )
 def test_notes_tell_how_to_reach_and_check_the_release(
