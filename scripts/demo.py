@@ -78,6 +78,14 @@ def main() -> int:
             REPO_ROOT / ".tools" / "demo" / "valkey"
         )
         print(f"demo: history store (embedded Valkey) at {api_env['FRAUD_HISTORY_URL']}")
+    database_dir = None
+    if not api_env.get("FRAUD_DATABASE_URL"):
+        from service.ledger.embedded import start_embedded  # noqa: PLC0415  (dev dependency)
+
+        database_dir = REPO_ROOT / ".tools" / "demo" / "postgres"
+        api_env["FRAUD_DATABASE_URL"] = start_embedded(database_dir)
+        api_env.setdefault("FRAUD_LEDGER_SPOOL_DIR", str(REPO_ROOT / ".tools" / "demo" / "spool"))
+        print("demo: decision ledger (embedded PostgreSQL) in .tools/demo/postgres")
     if not api_env.get("FRAUD_ID_HASH_KEY"):
         # One machine, one run: a throw-away key for hashing card ids in the logs.
         api_env["FRAUD_ID_HASH_KEY"] = secrets.token_hex(32)
@@ -129,6 +137,10 @@ def main() -> int:
         _stop(children)
         if valkey is not None:
             valkey.stop()
+        if database_dir is not None:
+            from service.ledger.embedded import stop_embedded  # noqa: PLC0415
+
+            stop_embedded(database_dir)
 
 
 if __name__ == "__main__":

@@ -45,12 +45,14 @@ from service.asgi import (
     SECURITY_HEADERS,
     ASGIApp,
     Receive,
+    Reply,
     Request,
     Scope,
     Send,
     respond,
 )
 from service.cors import Cors
+from service.decisions import ALERTS_PATH, DECISIONS_PREFIX, LABELS_PATH
 from service.errors import (
     ApiError,
     InternalError,
@@ -63,7 +65,7 @@ from service.errors import (
     Unauthorized,
 )
 from service.logs import LOGGER_NAME, request_id_var
-from service.routes import Reply, Route, build_routes, read_request_body
+from service.routes import Route, build_routes, read_request_body
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -74,7 +76,9 @@ logger = logging.getLogger(LOGGER_NAME)
 _API_KEY = API_KEY_HEADER.lower().encode()
 _V1_PREFIX = "/v1/"
 #: Request-metric route labels: the contract's routes, anything else under /v1 is "other".
-_METRIC_ROUTES = frozenset({SCORE_PATH, SCORE_BATCH_PATH, SCORE_FILE_PATH, MODEL_PATH})
+_METRIC_ROUTES = frozenset(
+    {SCORE_PATH, SCORE_BATCH_PATH, SCORE_FILE_PATH, MODEL_PATH, ALERTS_PATH, LABELS_PATH}
+)
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 _CLOSE = (b"connection", b"close")
 
@@ -128,6 +132,8 @@ class FrontApp:
         metric_route = None
         if runtime is not None and path.startswith(_V1_PREFIX):
             metric_route = path if path in _METRIC_ROUTES else "other"
+            if path.startswith(DECISIONS_PREFIX):
+                metric_route = DECISIONS_PREFIX + "{transaction_id}"
             runtime.metrics.request_started(metric_route)
         started = time.perf_counter()
         status = 500
@@ -170,6 +176,8 @@ class FrontApp:
 
     async def _handle(self, request: Request, runtime: Runtime | None) -> Reply:
         route = self.routes.get(request.path)
+        if route is None and request.path.startswith(DECISIONS_PREFIX):
+            route = self.routes[DECISIONS_PREFIX]  # the one route with a path parameter
         if route is None:
             raise NotFound(request.path)
         if self.cors is not None:

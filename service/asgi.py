@@ -41,6 +41,16 @@ _SAFE_ID_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY
 _MAX_ID_LENGTH = 64
 
 
+@dataclass(frozen=True)
+class Reply:
+    """A successful answer: status, body, content type and extra headers."""
+
+    body: bytes
+    content_type: bytes = JSON
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    status: int = 200
+
+
 @dataclass
 class Request:
     """What the front app learns about a request before any route runs."""

@@ -137,6 +137,13 @@ def swagger_assets_dir() -> Path:
     return Path(server.__file__).parent / "static_content"
 
 
+def worker_index() -> int:
+    """This worker's index (1, 2, ...) from BentoML's public server context; 0 outside it."""
+    import bentoml  # noqa: PLC0415
+
+    return int(getattr(bentoml.server_context, "worker_index", None) or 0)
+
+
 def server_labels() -> tuple[str, str, str]:
     """BentoML's service_name, service_version and runner_name labels of this worker."""
     import bentoml  # noqa: PLC0415

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from service.asgi import Request
-from service.routes import Reply
+from service.asgi import Reply, Request
 
 
 class Cors:

@@ -57,6 +57,8 @@ class ServiceMetrics:
     in_progress: Any
     step_duration: Any
     history: Any = None
+    ledger_spool: Any = None
+    ledger_errors: Any = None
     #: Constant label values of this process: service name, version and runner name.
     service_labels: tuple[str, str, str] = ("", "", "")
     model_name: str = ""
@@ -102,6 +104,12 @@ class ServiceMetrics:
             counts[state] = counts.get(state, 0) + 1
         for state, count in counts.items():
             self._child("history", endpoint, state).inc(count)
+
+    def observe_ledger(self, spool_rows: int, writer_errors: int) -> None:
+        """The ledger's queue: decisions spooled but not yet in PostgreSQL, writer errors."""
+        if self.ledger_spool is not None:
+            self.ledger_spool.set(spool_rows)
+            self.ledger_errors.set(writer_errors)
 
     def observe_history_step(self, endpoint: str, seconds: float) -> None:
         """Duration of one history-store round trip (``step="history"``, one per batch)."""
@@ -243,6 +251,16 @@ def create_metrics(
             "Transactions scored with the history store on, by outcome: used (aggregates from "
             "the store), replayed (a retried transaction id) or unavailable (scored without).",
             ["endpoint", "outcome"],
+        ),
+        ledger_spool=prom.Gauge(
+            "fraud_ledger_spool_rows",
+            "Decisions waiting in the local spool for PostgreSQL (summed over live workers).",
+            multiprocess_mode="livesum",
+        ),
+        ledger_errors=prom.Gauge(
+            "fraud_ledger_writer_errors",
+            "Failed writes of the ledger writer since the worker started.",
+            multiprocess_mode="livesum",
         ),
         service_labels=service_labels,
         model_name=name,

@@ -28,8 +28,8 @@ from fraud_contract.api import (
     SCORE_PATH,
     BatchRequest,
 )
-from service import bentoml_bridge, docs_pages
-from service.asgi import JSON, Request, check_json_content_type, read_body, replay
+from service import bentoml_bridge, decisions, docs_pages
+from service.asgi import Reply, Request, check_json_content_type, read_body, replay
 from service.enrichment import annotate
 from service.errors import InvalidInput, NotReady, UnsupportedMedia
 from service.json_input import decode_batch, decode_transaction
@@ -44,16 +44,6 @@ logger = logging.getLogger(LOGGER_NAME)
 
 #: ReDoc's page (the OpenAPI document rendered by ReDoc, served from the package).
 REDOC_PATH = "/redoc"
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A successful answer: status, body, content type and extra headers."""
-
-    body: bytes
-    content_type: bytes = JSON
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-    status: int = 200
 
 
 Handler = Callable[["Runtime | None", Request], Awaitable[Reply]]
@@ -104,8 +94,8 @@ async def score_batch(runtime: Runtime | None, request: Request) -> Reply:
     body = request.body or b""
 
     def work() -> bytes:
-        if runtime.history is not None:
-            results, timings = _score_batch_with_history(runtime, body, explain)
+        if runtime.history is not None or runtime.ledger is not None:
+            results, timings = _score_batch_stateful(runtime, body, explain, request.request_id)
             runtime.metrics.observe_results("batch", results, timings)
             return orjson.dumps({"model_tag": runtime.scorer.model_tag, "results": results})
         batch = decode_batch(body)
@@ -118,18 +108,22 @@ async def score_batch(runtime: Runtime | None, request: Request) -> Reply:
     return Reply(await anyio.to_thread.run_sync(work))
 
 
-def _score_batch_with_history(
-    runtime: Runtime, body: bytes, explain: bool
+def _score_batch_stateful(
+    runtime: Runtime, body: bytes, explain: bool, request_id: str
 ) -> tuple[list[dict[str, Any]], StepTimes]:
-    """A batch whose aggregates come from the history store (card and terminal ids needed)."""
-    assert runtime.history is not None
-    decode_batch(body)  # the strict checks and the contract's errors, as without history
+    """A batch scored with the history store and/or recorded in the ledger (needs the ids)."""
+    decode_batch(body)  # the strict checks and the contract's errors, as without them
     transactions = list(BatchRequest.model_validate_json(body).transactions)
-    runtime.history.check(transactions, prefix="transactions.")
-    enriched, states = runtime.history.enrich("batch", transactions)
-    flags = [True] * len(enriched) if explain else None
-    results, timings = runtime.scorer.score_timed(enriched, flags)
-    annotate(results, enriched, states, flags)
+    states = None
+    if runtime.history is not None:
+        runtime.history.check(transactions, prefix="transactions.")
+        transactions, states = runtime.history.enrich("batch", transactions)
+    flags = [True] * len(transactions) if explain else None
+    results, timings = runtime.scorer.score_timed(transactions, flags)
+    if states is not None:
+        annotate(results, transactions, states, flags)
+    if runtime.ledger is not None:
+        runtime.ledger.record(results, transactions, [request_id] * len(results), states)
     return results, timings
 
 
@@ -220,6 +214,11 @@ def build_routes(settings: ServiceSettings) -> dict[str, Route]:
         SCORE_BATCH_PATH: Route("POST", score_batch, "batch", body_limit="max_body_bytes"),
         SCORE_FILE_PATH: Route("POST", score_file, "file", body_limit="max_file_bytes"),
         MODEL_PATH: Route("GET", model_info, "model"),
+        decisions.ALERTS_PATH: Route("GET", decisions.list_alerts, "alerts"),
+        decisions.LABELS_PATH: Route(
+            "POST", decisions.post_labels, "labels", body_limit="max_body_bytes"
+        ),
+        decisions.DECISIONS_PREFIX: Route("GET", decisions.get_decision, "decision"),
         LIVE_PATH: Route("GET", livez, needs_model=False, needs_key=False, admitted=False),
         READY_PATH: Route("GET", readyz, needs_model=False, needs_key=False, admitted=False),
     }

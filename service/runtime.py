@@ -17,18 +17,21 @@ import orjson
 from fraud_contract.api import ModelInfo
 from fraud_contract.schema import Transaction
 from service import bentoml_bridge
+from service.decisions import DecisionRecorder
 from service.enrichment import HistoryEnricher, annotate
 from service.errors import Overloaded
-from service.logs import IdHasher
+from service.logs import IdHasher, request_id_var
 from service.scoring import Scorer
 
 if TYPE_CHECKING:
+    from service.ledger import Ledger
     from service.metrics import ServiceMetrics
     from service.model import LoadedModel
     from service.settings import ServiceSettings
 
-#: One queued single-score request: the transaction and whether reasons were asked for.
-ScoreJob = tuple[Transaction, bool]
+#: One queued single-score request: the transaction, whether reasons were asked for, and the
+#: request's id (for the ledger).
+ScoreJob = tuple[Transaction, bool, str | None]
 ScoreOne = Callable[[Transaction, bool], Awaitable[dict[str, Any]]]
 
 
@@ -47,6 +50,8 @@ class Runtime:
     hasher: IdHasher
     #: Fills raw transactions' aggregates from the history store (None: history off).
     history: HistoryEnricher | None = None
+    #: Records every decision in the ledger (None: no FRAUD_DATABASE_URL).
+    ledger: DecisionRecorder | None = None
 
 
 class AdaptiveScorer:
@@ -68,10 +73,12 @@ class AdaptiveScorer:
         metrics: ServiceMetrics,
         settings: ServiceSettings,
         history: HistoryEnricher | None = None,
+        ledger: DecisionRecorder | None = None,
     ) -> None:
         self.scorer = scorer
         self.metrics = metrics
         self.history = history
+        self.ledger = ledger
         self.max_batch_size = settings.max_batch_size
         self.max_latency_ms = settings.max_latency_ms
         # Created on first use: BentoML's dispatcher binds the running event loop.
@@ -90,18 +97,24 @@ class AdaptiveScorer:
         """Score one adaptive batch of jobs in one model call."""
         transactions = [job[0] for job in jobs]
         explain = [job[1] for job in jobs] if any(job[1] for job in jobs) else None
-        return await anyio.to_thread.run_sync(self._score, transactions, explain)
+        request_ids = [job[2] for job in jobs]
+        return await anyio.to_thread.run_sync(self._score, transactions, explain, request_ids)
 
     def _score(
-        self, transactions: list[Transaction], explain: list[bool] | None
+        self,
+        transactions: list[Transaction],
+        explain: list[bool] | None,
+        request_ids: list[str | None],
     ) -> list[dict[str, Any]]:
-        """In the worker thread: history (one round trip), then one model call."""
-        if self.history is None:
-            results, timings = self.scorer.score_timed(transactions, explain)
-        else:
-            enriched, states = self.history.enrich("single", transactions)
-            results, timings = self.scorer.score_timed(enriched, explain)
-            annotate(results, enriched, states, explain)
+        """In the worker thread: history (one round trip), one model call, the ledger."""
+        states = None
+        if self.history is not None:
+            transactions, states = self.history.enrich("single", transactions)
+        results, timings = self.scorer.score_timed(transactions, explain)
+        if states is not None:
+            annotate(results, transactions, states, explain)
+        if self.ledger is not None:
+            self.ledger.record(results, transactions, request_ids, states)
         self.metrics.observe_results("single", results, timings)
         return results
 
@@ -118,7 +131,7 @@ class AdaptiveScorer:
         self._next_job += 1
         self._waiting[job] = time.perf_counter()
         try:
-            return await self._submit((transaction, explain))
+            return await self._submit((transaction, explain, request_id_var.get()))
         finally:
             del self._waiting[job]
 
@@ -167,10 +180,12 @@ def build_runtime(
     metrics: ServiceMetrics,
     *,
     score_one: ScoreOne | None = None,
+    ledger: Ledger | None = None,
 ) -> Runtime:
     """Scorer, adaptive batcher, model info and keys for ``model`` under ``settings``.
 
-    ``score_one`` replaces the adaptive batcher (tests that need no BentoML dispatcher).
+    ``score_one`` replaces the adaptive batcher (tests that need no BentoML dispatcher);
+    ``ledger`` (started by the caller) receives every decision that has a transaction id.
     The full request path runs once here, so the first real request pays no warm-up.
     """
     scorer = Scorer(
@@ -187,13 +202,18 @@ def build_runtime(
             timeout=settings.history_timeout_s,
         )
         history = HistoryEnricher(store, metrics)
+    hasher = settings.id_hasher()
+    recorder = None
+    if ledger is not None:
+        recorder = DecisionRecorder(ledger, hasher)
     return Runtime(
         settings=settings,
         scorer=scorer,
         metrics=metrics,
         model_info=model_info_body(model, scorer.threshold),
-        score_one=score_one or AdaptiveScorer(scorer, metrics, settings, history),
+        score_one=score_one or AdaptiveScorer(scorer, metrics, settings, history, recorder),
         api_keys=settings.accepted_api_keys(),
-        hasher=settings.id_hasher(),
+        hasher=hasher,
         history=history,
+        ledger=recorder,
     )

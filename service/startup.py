@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 import logging
 import signal
 import sys
+import threading
+import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -78,11 +81,44 @@ def start_worker(settings: ServiceSettings, model: LoadedModel) -> Runtime:
         logger.warning("FRAUD_DEV_MODE: card ids in logs are hashed with a throw-away key")
     threshold = model.card.threshold if settings.threshold is None else settings.threshold
     metrics = create_metrics(model.tag, threshold, bentoml_bridge.server_labels())
-    runtime = build_runtime(settings, model, metrics)
+    ledger = open_ledger(metrics)
+    runtime = build_runtime(settings, model, metrics, ledger=ledger)
     logger.info(
         "model loaded", extra={"model_tag": model.tag, "threshold": runtime.scorer.threshold}
     )
     return runtime
+
+
+#: Seconds between updates of the ledger's spool-depth gauge.
+LEDGER_GAUGE_INTERVAL_S = 5.0
+
+
+def open_ledger(metrics: Any) -> Any:
+    """The decision ledger of this worker when ``FRAUD_DATABASE_URL`` is set, else None.
+
+    Each worker spools into its own directory under ``FRAUD_LEDGER_SPOOL_DIR`` (one writer
+    per spool); the writer thread starts at once and does not wait for PostgreSQL. The
+    ledger is closed (drained for a few seconds) when the process exits.
+    """
+    from service.ledger import Ledger, LedgerSettings  # noqa: PLC0415  (psycopg)
+
+    config = LedgerSettings()
+    if config.database_url is None:
+        return None
+    spool_dir = config.ledger_spool_dir / f"worker-{bentoml_bridge.worker_index()}"
+    ledger = Ledger(config.model_copy(update={"ledger_spool_dir": spool_dir}))
+    ledger.start()
+    atexit.register(ledger.close)
+
+    def report() -> None:
+        while True:
+            stats = ledger.stats()
+            metrics.observe_ledger(stats.spool_depth, stats.writer_errors_total)
+            time.sleep(LEDGER_GAUGE_INTERVAL_S)
+
+    threading.Thread(target=report, name="ledger-gauge", daemon=True).start()
+    logger.info("decision ledger on", extra={"spool_dir": str(spool_dir)})
+    return ledger
 
 
 def drain_on_sigterm(front: FrontApp, seconds: float) -> None:

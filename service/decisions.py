@@ -1,0 +1,155 @@
+"""Every decision into the ledger, and the routes that read it back and take labels.
+
+With ``FRAUD_DATABASE_URL`` set, each scored transaction that has a ``transaction_id`` is
+handed to the ledger (:mod:`service.ledger`: a local write-ahead spool on the scoring thread,
+a writer copying it to PostgreSQL) with the keyed hash of its card, never the raw id. The
+routes answer 404 when no ledger is configured and 503 while PostgreSQL is unreachable
+(scoring goes on meanwhile; nothing recorded is lost).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote
+
+import anyio.to_thread
+import orjson
+
+from fraud_contract.schema import Transaction
+from service.asgi import Reply, Request, check_json_content_type
+from service.errors import ApiError, InvalidInput, MalformedBody
+
+if TYPE_CHECKING:
+    from service.ledger import Ledger
+    from service.logs import IdHasher
+    from service.runtime import Runtime
+
+#: ``GET /v1/decisions/{transaction_id}``.
+DECISIONS_PREFIX = "/v1/decisions/"
+ALERTS_PATH = "/v1/alerts"
+LABELS_PATH = "/v1/labels"
+
+
+class DecisionRecorder:
+    """Turns scored results into ledger decisions (called on the scoring thread)."""
+
+    def __init__(self, ledger: Ledger, hasher: IdHasher) -> None:
+        self.ledger = ledger
+        self.hasher = hasher
+
+    def record(
+        self,
+        results: Sequence[dict[str, Any]],
+        transactions: Sequence[Transaction],
+        request_ids: Sequence[str | None],
+        history_states: Sequence[str] | None,
+    ) -> None:
+        """Spool the decisions of the results that carry a transaction id."""
+        from service.ledger import Decision  # noqa: PLC0415
+
+        decisions = [
+            Decision.from_result(
+                result,
+                event_time=transaction.timestamp,
+                card_hash=self.hasher(transaction.customer_id) or "",
+                terminal_id=transaction.terminal_id,
+                amount=transaction.amount,
+                request_id=request_ids[i],
+                history_used=history_states is not None and history_states[i] != "unavailable",
+            )
+            for i, (result, transaction) in enumerate(zip(results, transactions, strict=True))
+            if result["transaction_id"]
+        ]
+        if decisions:
+            self.ledger.record(decisions)
+
+
+def _ledger(runtime: Runtime | None) -> Ledger:
+    if runtime is None or runtime.ledger is None:
+        raise ApiError(
+            404,
+            "not_found",
+            "No decision ledger is configured (FRAUD_DATABASE_URL).",
+            reason="not_found",
+        )
+    return runtime.ledger.ledger
+
+
+def _json(value: Any) -> bytes:
+    return orjson.dumps(value, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+    raise TypeError(type(value).__name__)
+
+
+async def get_decision(runtime: Runtime | None, request: Request) -> Reply:
+    """``GET /v1/decisions/{transaction_id}``: its decisions, labels and the winning label."""
+    ledger = _ledger(runtime)
+    transaction_id = unquote(request.path.removeprefix(DECISIONS_PREFIX))
+    if not transaction_id or len(transaction_id) > 64:
+        raise InvalidInput(
+            "The transaction id must have 1 to 64 characters.",
+            [{"field": "transaction_id", "reason": "1 to 64 characters"}],
+        )
+    view = await anyio.to_thread.run_sync(ledger.get_decision, transaction_id)
+    if view is None:
+        raise ApiError(
+            404,
+            "not_found",
+            f"No decision for transaction {transaction_id!r} in the ledger.",
+            reason="not_found",
+        )
+    body = {
+        "transaction_id": view.transaction_id,
+        "decisions": view.decisions,
+        "labels": view.labels,
+        "label": view.label,
+    }
+    return Reply(_json(body))
+
+
+async def list_alerts(runtime: Runtime | None, request: Request) -> Reply:
+    """``GET /v1/alerts?limit=&cursor=&all=``: flagged decisions, newest first, paginated."""
+    ledger = _ledger(runtime)
+    query = parse_qs(request.query.decode("latin-1"))
+    try:
+        limit = int(query.get("limit", ["50"])[0])
+    except ValueError:
+        raise InvalidInput(
+            "The query parameter 'limit' must be a whole number.",
+            [{"field": "limit", "reason": "must be a whole number"}],
+            reason="invalid_query",
+        ) from None
+    cursor = query.get("cursor", [None])[0]
+    unlabelled_only = query.get("all", ["false"])[0].lower() not in ("true", "1", "yes")
+    page = await anyio.to_thread.run_sync(
+        lambda: ledger.list_alerts(unlabelled_only=unlabelled_only, limit=limit, cursor=cursor)
+    )
+    return Reply(_json({"items": page.items, "next_cursor": page.next_cursor}))
+
+
+async def post_labels(runtime: Runtime | None, request: Request) -> Reply:
+    """``POST /v1/labels``: ``{"labels": [...]}``; one outcome per label, stored as events."""
+    from service.ledger import parse_labels  # noqa: PLC0415
+
+    ledger = _ledger(runtime)
+    check_json_content_type(request.headers)
+    try:
+        document = orjson.loads(request.body or b"")
+    except orjson.JSONDecodeError:
+        raise MalformedBody from None
+    items = document.get("labels") if isinstance(document, dict) else None
+    if not isinstance(items, list) or not items:
+        raise InvalidInput(
+            "The request has 1 problem; see 'errors'.",
+            [{"field": "labels", "reason": "a non-empty list of labels is required"}],
+            reason="missing_field",
+        )
+    labels = parse_labels(items)
+    outcomes = await anyio.to_thread.run_sync(ledger.record_labels, labels)
+    return Reply(_json({"outcomes": outcomes}))
