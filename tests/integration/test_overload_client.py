@@ -53,6 +53,7 @@ def test_the_plan_is_followed_and_every_answer_parsed(echo: ServerProcess, tmp_p
     assert result["rejections"] == 0
     assert result["other_errors"] == 0  # every body carried the echoed transaction_id
     assert result["errors_before_overload"] == 0
-    assert result["recovery_s_after_drop"] == 0
+    # The echo recovers at once; one second of slack for a machine busy with other work.
+    assert result["recovery_s_after_drop"] <= 1
     assert result["plan"] == "50:1,200:1,50:1"
     assert [t["second"] for t in result["timeline"]][:3] == [0, 1, 2]
