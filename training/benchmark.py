@@ -256,8 +256,8 @@ def _baselines(
 def test_mix(test: pd.DataFrame) -> dict[str, Any]:
     """What the test week's frauds are made of (what separates easy and hard worlds).
 
-    ``unseen_terminal_frauds``: frauds at a terminal with no labelled fraud yet (its delayed
-    30-day risk and its fraud run are both 0): nothing in the terminal history shows them.
+    ``unseen_terminal_frauds``: frauds (any scenario) whose terminal has no labelled fraud yet
+    (delayed 30-day risk and fraud run both 0): the terminal history does not point at them.
     """
     fraud = test["is_fraud"].to_numpy() == 1
     unseen = (

@@ -94,7 +94,8 @@ def test_test_cleaning_drops_cards_with_known_fraud() -> None:
         "customer_id": ["A", "B", "A", "C", "C", "D", "D"],
         "is_fraud": [1, 0, 0, 0, 1, 0, 0],
     })  # fmt: skip
-    frame.loc[len(frame)] = [ts("2018-08-01 08:00"), "D", 1]  # D's fraud is known on 08-09
+    # D's fraud is known on 08-09 (pandas-stubs type a row assignment too narrowly).
+    frame.loc[len(frame)] = [ts("2018-08-01 08:00"), "D", 1]  # type: ignore[assignment]
     train, test = Period(date(2018, 7, 25), 7), Period(date(2018, 8, 8), 7)
     kept = clean_test(frame, train, test)
     assert kept["customer_id"].tolist() == ["C", "C"]
