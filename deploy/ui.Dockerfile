@@ -41,6 +41,8 @@ COPY --from=builder /app/.venv /app/.venv
 WORKDIR /app
 # Code owned by root: the app cannot modify it. Byte-compiled now, the root FS is read-only later.
 COPY fraud_contract ./fraud_contract
+# The ui package carries the Live tab's replay file (ui/replay_transactions.csv.gz, simulated
+# raw transactions): the simulator itself needs pyarrow and the training package, not shipped here.
 COPY ui ./ui
 # Training's evaluation plots (reports/model/*.png), shown on the Model tab.
 COPY reports/model ./reports/model

@@ -23,8 +23,10 @@ from fraud_contract.api import (
     METRICS_PATH,
     MODEL_PATH,
     PARQUET_MEDIA_TYPE,
+    SCORE_BATCH_PATH,
     SCORE_FILE_PATH,
     SCORE_PATH,
+    BatchResult,
     ModelInfo,
     ScoreResult,
 )
@@ -135,6 +137,17 @@ class ScoringClient:
         except (ValueError, ValidationError) as exc:
             raise APIError("The scoring API sent an answer the UI does not understand.") from exc
         return TimedScore(result=result, latency_ms=latency_ms)
+
+    def score_batch(self, transactions: list[dict[str, Any]]) -> list[ScoreResult]:
+        """Score several transactions in one call (the Live tab's replay); results in order."""
+        response = self._request("POST", SCORE_BATCH_PATH, json={"transactions": transactions})
+        try:
+            results = BatchResult.model_validate(response.json()).results
+        except (ValueError, ValidationError) as exc:
+            raise APIError("The scoring API sent an answer the UI does not understand.") from exc
+        if len(results) != len(transactions):
+            raise APIError("The scoring API answered a batch with the wrong number of results.")
+        return results
 
     def score_file(self, path: Path) -> bytes:
         """Score a CSV or Parquet file; return the scored file's bytes (same format)."""

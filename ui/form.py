@@ -69,11 +69,17 @@ def load_examples(path: Path | None = None) -> list[Example]:
 
 
 def default_transaction(examples: Sequence[Example]) -> dict[str, Any]:
-    """What the form shows first: the genuine example if there is one, else a minimal one."""
+    """What the form shows first: the raw fields of the genuine example (else a minimal one).
+
+    The history fields start blank: the service computes them from its history store, and a
+    value typed in the expert section overrides the stored one.
+    """
+    chosen = example_transaction()
     for example in examples:
         if "genuine" in example.name.lower() or "legit" in example.name.lower():
-            return dict(example.transaction)
-    return example_transaction()
+            chosen = example.transaction
+            break
+    return {name: value for name, value in chosen.items() if name not in AGGREGATE_FIELDS}
 
 
 _WINDOWED = re.compile(r"^(customer|terminal)_(nb_tx|avg_amount|std_amount|risk)_(\d+)d$")
@@ -138,16 +144,27 @@ def build_transaction(values: Sequence[Any]) -> dict[str, Any]:
             continue
         if name in TEXT_FIELDS:
             raw[name] = str(value).strip()
-        elif (
-            isinstance(value, float)
-            and value.is_integer()
+            continue
+        # Expert overrides are typed in text boxes; gr.Number hands over floats.
+        number = _number(value.strip()) if isinstance(value, str) else value
+        if (
+            isinstance(number, float)
+            and number.is_integer()
             and name.startswith(("customer_nb", "terminal_nb"))
         ):
-            raw[name] = int(value)  # gr.Number hands over floats; counts must be integers
+            raw[name] = int(number)  # counts must be integers
         else:
-            raw[name] = value
+            raw[name] = number
     try:
         transaction = Transaction.model_validate(raw)
     except ValidationError as exc:
         raise ValueError(validation_sentence(exc)) from exc
     return transaction.model_dump(mode="json", exclude_none=True)
+
+
+def _number(text: str) -> float | str:
+    """A typed number as a float; anything else unchanged, so validation names the field."""
+    try:
+        return float(text)
+    except ValueError:
+        return text

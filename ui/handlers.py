@@ -23,9 +23,13 @@ from fraud_contract.api import SCORE_COLUMNS
 from ui.client import APIError, ScoringClient
 from ui.form import build_transaction
 from ui.render import (
+    AGGREGATE_COLUMNS,
+    aggregates_frame,
+    alert_rate_frame,
     batch_summary_html,
     empty_reasons,
     error_html,
+    live_counters_html,
     metrics_frame,
     model_card_markdown,
     notice_html,
@@ -33,7 +37,9 @@ from ui.render import (
     result_card_html,
     score_histogram,
     service_stats_html,
+    stream_frame,
 )
+from ui.replay import Replay, ReplaySnapshot
 from ui.service_stats import MetricsSnapshot, compute_stats, parse_metrics
 from ui.settings import UISettings
 
@@ -73,6 +79,7 @@ class Handlers:
         self.client = client
         self._band_names: list[str] | None = None
         self._workdir = Path(tempfile.mkdtemp(prefix="fraud-ui-"))
+        self._replay: Replay | None = None
 
     def _guard(self, action: Callable[[], T], on_error: Callable[[str], T]) -> T:
         try:
@@ -93,20 +100,31 @@ class Handlers:
         return self._band_names
 
     # ---- Score tab -------------------------------------------------------------------------
-    def score(self, *values: Any) -> tuple[str, str, Any]:
-        """Validate the form, score it; return (status, result card, reasons chart update)."""
+    def score(self, *values: Any) -> tuple[str, str, Any, Any]:
+        """Validate the form, score it; return (status, result card, reasons, aggregates)."""
 
-        def fail(message: str) -> tuple[str, str, Any]:
-            return error_html(message), "", gr.update(value=empty_reasons(), visible=False)
+        def fail(message: str) -> tuple[str, str, Any, Any]:
+            return (
+                error_html(message),
+                "",
+                gr.update(value=empty_reasons(), visible=False),
+                gr.update(value=pd.DataFrame(columns=list(AGGREGATE_COLUMNS)), visible=False),
+            )
 
-        def action() -> tuple[str, str, Any]:
+        def action() -> tuple[str, str, Any, Any]:
             try:
                 body = build_transaction(values)
             except ValueError as exc:
                 return fail(str(exc))
             timed = self.client.score(body)
             card = result_card_html(timed.result, timed.latency_ms, self._bands())
-            return "", card, gr.update(value=reasons_frame(timed.result), visible=True)
+            aggregates = aggregates_frame(timed.result)
+            return (
+                "",
+                card,
+                gr.update(value=reasons_frame(timed.result), visible=True),
+                gr.update(value=aggregates, visible=timed.result.aggregates is not None),
+            )
 
         return self._guard(action, fail)
 
@@ -224,6 +242,96 @@ class Handlers:
 
         return self._guard(action, fail)
 
+    # ---- Live tab --------------------------------------------------------------------------
+    @property
+    def replay(self) -> Replay:
+        """The UI process's one replay (loaded on first use, so the page loads without it)."""
+        if self._replay is None:
+            self._replay = Replay(send=self.client.score_batch)
+        return self._replay
+
+    def live_start(self, speed: Any) -> tuple[str, str, pd.DataFrame, Any, Any, Any]:
+        """Start the replay at ``speed`` (e.g. '100x'); the timer refreshes the tab."""
+        try:
+            value = float(str(speed).rstrip("x"))
+        except ValueError:
+            value = 0.0
+        if value <= 0:
+            return (error_html("Choose a replay speed such as 100x."), *self._live_view(None))
+        try:
+            self.replay.start(value)
+        except Exception:
+            logger.exception("could not start the replay")
+            return (error_html(UNEXPECTED), *self._live_view(None))
+        return self.live_refresh()
+
+    def live_stop(self) -> tuple[str, str, pd.DataFrame, Any, Any, Any]:
+        """Stop the replay (the next start continues the stream)."""
+        if self._replay is not None:
+            self._replay.stop()
+        return self.live_refresh()
+
+    def live_refresh(self) -> tuple[str, str, pd.DataFrame, Any, Any, Any]:
+        """(status, counters, stream, distribution, alert rate, timer) from the replay."""
+        if self._replay is None:
+            return (
+                notice_html("No replay yet: choose a speed and press Start."),
+                *self._live_view(None),
+            )
+        snapshot = self._replay.snapshot()
+        if snapshot.last_error:
+            status = error_html(snapshot.last_error + " The replay keeps trying.")
+        elif snapshot.scored and snapshot.history_missing == snapshot.scored:
+            status = notice_html(
+                "This API keeps no history store: the replay sends raw fields only, so every "
+                "transaction was scored without the card's and terminal's history."
+            )
+        elif snapshot.history_unavailable:
+            status = notice_html(
+                f"{snapshot.history_unavailable} transactions were scored while the history "
+                "store was unavailable (without their history)."
+            )
+        else:
+            status = ""
+        return (status, *self._live_view(snapshot))
+
+    @staticmethod
+    def _live_view(
+        snapshot: ReplaySnapshot | None,
+    ) -> tuple[str, pd.DataFrame, Any, Any, Any]:
+        if snapshot is None:
+            empty = ReplaySnapshot(
+                running=False,
+                speed=0.0,
+                scored=0,
+                alerts=0,
+                history_unavailable=0,
+                history_missing=0,
+                failed_calls=0,
+                scored_per_min=0.0,
+                last_error=None,
+                simulated_time=None,
+                rows=[],
+                probabilities=[],
+                alert_rate=[],
+            )
+            return (
+                live_counters_html(empty),
+                stream_frame(empty),
+                score_histogram(pd.Series([], dtype=float)),
+                alert_rate_frame(empty),
+                gr.Timer(active=False),
+            )
+        return (
+            live_counters_html(snapshot),
+            stream_frame(snapshot),
+            score_histogram(pd.Series(snapshot.probabilities, dtype=float)),
+            alert_rate_frame(snapshot),
+            gr.Timer(active=snapshot.running),
+        )
+
     def close(self) -> None:
-        """Remove scored files written for download."""
+        """Stop the replay; remove scored files written for download."""
+        if self._replay is not None:
+            self._replay.stop()
         shutil.rmtree(self._workdir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The page: four tabs (Score, Batch, Model, Service) wired to :class:`ui.handlers.Handlers`."""
+"""The page: five tabs (Score, Live, Batch, Model, Service) and their handlers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import gradio as gr
+import pandas as pd
 
 from fraud_contract import AGGREGATE_FIELDS, TRANSACTION_FIELDS
 from ui.form import (
@@ -22,7 +23,8 @@ from ui.form import (
     form_values,
 )
 from ui.handlers import Handlers, ServiceState, empty_history
-from ui.render import empty_reasons
+from ui.render import AGGREGATE_COLUMNS, STREAM_COLUMNS, empty_reasons
+from ui.replay import SPEEDS
 
 TITLE: Final = "Card fraud scoring"
 
@@ -43,6 +45,10 @@ CSS: Final = """
 .fraud-tile { border:1px solid #e2e8f0; border-radius:10px; padding:8px 14px; min-width:140px; }
 .fraud-tile b { font-size:1.3em; display:block; }
 .fraud-tile ul { margin:0; padding-left:18px; }
+.fraud-history { margin-top:8px; padding:6px 10px; border-radius:8px; background:#f8fafc;
+  border-left:4px solid #6366f1; }
+.fraud-history[data-history=unavailable], .fraud-history[data-history=none] {
+  border-left-color:#f59e0b; background:#fffbeb; }
 """
 
 
@@ -70,6 +76,16 @@ def _form_inputs(defaults: dict[str, Any]) -> dict[str, gr.components.Component]
             inputs[name] = gr.Textbox(
                 value=defaults.get(name), label=label, info=info, elem_id=f"field-{name}"
             )
+        elif name in AGGREGATE_FIELDS:
+            # A text box, not gr.Number: a number box shows and sends 0 for "no value", which
+            # would override the history store with zeros.
+            inputs[name] = gr.Textbox(
+                value=defaults.get(name),
+                label=label,
+                info=info,
+                placeholder="from the history store",
+                elem_id=f"field-{name}",
+            )
         else:
             inputs[name] = gr.Number(
                 value=defaults.get(name), label=label, info=info, elem_id=f"field-{name}"
@@ -82,7 +98,10 @@ def _form_inputs(defaults: dict[str, Any]) -> dict[str, gr.components.Component]
         for name in IDENTITY_FIELDS[3:]:
             make(name)
     with gr.Accordion(
-        "Card and terminal history (optional: blank means unknown to the model)", open=False
+        "Expert: override the card and terminal history (blank = computed by the service "
+        "from its history store; a value typed here is sent and wins)",
+        open=False,
+        elem_id="expert-history",
     ):
         for group in ("customer_", "terminal_"):
             names = [n for n in AGGREGATE_FIELDS if n.startswith(group)]
@@ -105,6 +124,8 @@ def build_blocks(
         with gr.Tabs():
             with gr.Tab("Score", id="score", elem_id="tab-score"):
                 _score_tab(handlers, examples)
+            with gr.Tab("Live", id="live", elem_id="tab-live") as live_tab:
+                live_load = _live_tab(handlers, live_tab)
             with gr.Tab("Batch", id="batch", elem_id="tab-batch"):
                 _batch_tab(handlers, examples)
             with gr.Tab("Model", id="model", elem_id="tab-model") as model_tab:
@@ -113,6 +134,7 @@ def build_blocks(
                 service_load = _service_tab(handlers, refresh_interval_s)
         blocks.load(**model_load)
         blocks.load(**service_load)
+        blocks.load(**live_load)
     return blocks
 
 
@@ -160,8 +182,15 @@ def _score_tab(handlers: Handlers, examples: Sequence[Example]) -> None:
                 label="Top reasons",
                 visible=False,
             )
+            aggregates = gr.Dataframe(
+                pd.DataFrame(columns=list(AGGREGATE_COLUMNS)),
+                label="Aggregates the model saw (from the history store or the expert section)",
+                elem_id="score-aggregates",
+                interactive=False,
+                visible=False,
+            )
     form = [inputs[name] for name in FORM_FIELDS]
-    outputs = [status, card, reasons]
+    outputs = [status, card, reasons, aggregates]
     score_button.click(handlers.score, inputs=form, outputs=outputs)
     for button, example in zip(buttons, examples, strict=True):
         button.click(_filler(example), outputs=form, show_progress="hidden").then(
@@ -172,6 +201,62 @@ def _score_tab(handlers: Handlers, examples: Sequence[Example]) -> None:
 def _filler(example: Example) -> Callable[[], list[Any]]:
     values = form_values(example.transaction)
     return lambda: list(values)
+
+
+def _live_tab(handlers: Handlers, tab: gr.Tab) -> dict[str, Any]:
+    gr.Markdown(
+        "Replay simulated transactions through the scoring API, raw fields only (time, card, "
+        "terminal, amount): the service adds each card's and terminal's history from its "
+        "store. The speed is simulated seconds per real second; Stop pauses and the next "
+        "Start continues the stream. One replay per UI server, shared by every open page."
+    )
+    with gr.Row():
+        speed = gr.Radio(
+            [f"{value:g}x" for value in SPEEDS],
+            value=f"{SPEEDS[2]:g}x",
+            label="Speed (simulated time)",
+            elem_id="live-speed",
+        )
+        start = gr.Button("Start replay", variant="primary", elem_id="live-start")
+        stop = gr.Button("Stop", variant="stop", elem_id="live-stop")
+    status = gr.HTML(elem_id="live-status")
+    counters = gr.HTML(elem_id="live-counters")
+    with gr.Row():
+        distribution = gr.BarPlot(
+            None,
+            x="score",
+            y="transactions",
+            title="Score distribution (last 1,000 transactions)",
+            x_label_angle=-45,
+            elem_id="live-distribution",
+            label="Score distribution",
+        )
+        alert_rate = gr.LinePlot(
+            None,
+            x="time",
+            y="alert rate %",
+            title="Alert rate per 5 s",
+            elem_id="live-alert-rate",
+            label="Alert rate",
+        )
+    stream = gr.Dataframe(
+        pd.DataFrame(columns=list(STREAM_COLUMNS)),
+        label="Stream (newest first, last 50)",
+        elem_id="live-stream",
+        interactive=False,
+    )
+    timer = gr.Timer(1.0, active=False)
+    outputs = [status, counters, stream, distribution, alert_rate, timer]
+    start.click(handlers.live_start, inputs=speed, outputs=outputs, show_progress="hidden")
+    stop.click(handlers.live_stop, outputs=outputs, show_progress="hidden")
+    event: dict[str, Any] = {
+        "fn": handlers.live_refresh,
+        "outputs": outputs,
+        "show_progress": "hidden",
+    }
+    timer.tick(**event)
+    tab.select(**event)
+    return event
 
 
 def _batch_tab(handlers: Handlers, examples: Sequence[Example]) -> None:

@@ -13,13 +13,45 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from fraud_contract import AGGREGATE_FIELDS
 from fraud_contract.api import ModelInfo, ScoreResult
+from ui.form import field_label
+from ui.replay import ReplaySnapshot
 from ui.service_stats import ServiceStats
 
 HISTOGRAM_BINS: Final = 20
 #: Risk bands get a colour by their position (lowest band first).
 _BAND_COLOURS: Final = ("#15803d", "#ca8a04", "#ea580c", "#b91c1c", "#7f1d1d")
 REASON_COLUMNS: Final = ("feature", "contribution", "direction", "value")
+AGGREGATE_COLUMNS: Final = ("aggregate", "field", "value")
+STREAM_COLUMNS: Final = (
+    "time",
+    "card",
+    "terminal",
+    "amount",
+    "probability",
+    "band",
+    "decision",
+    "history",
+)
+#: What each ``history`` state of a result means, in the analyst's words.
+HISTORY_WORDS: Final[dict[str | None, str]] = {
+    "used": "History used: the service computed the card's and terminal's history from its "
+    "store (any value typed in the expert section was sent and wins).",
+    "replayed": "Already seen: this transaction id was scored before, so the service reused "
+    "the history it stored then and did not record the transaction again.",
+    "unavailable": "History store unavailable: the service scored this transaction without "
+    "the card's and terminal's history (only the values sent were known to the model).",
+    None: "No history store on this API: the aggregates were not computed server-side; the "
+    "model saw only the fields sent (blank history fields are unknown to it).",
+}
+#: Short form for the Live tab's table.
+HISTORY_SHORT: Final[dict[str, str]] = {
+    "used": "used",
+    "replayed": "replayed",
+    "unavailable": "unavailable",
+    "none": "no store",
+}
 
 
 def error_html(message: str) -> str:
@@ -47,6 +79,7 @@ def result_card_html(result: ScoreResult, latency_ms: float, bands: list[str] | 
     comparison = "≥" if result.is_fraud else "<"
     colour = band_colour(result.risk_band, bands)
     tx = f" for {escape(result.transaction_id)}" if result.transaction_id else ""
+    history_key = result.history or "none"
     return (
         f'<div class="fraud-result" data-decision="{decision_class}">'
         f'<div class="fraud-decision {decision_class}" id="fraud-decision">{decision}</div>'
@@ -56,6 +89,8 @@ def result_card_html(result: ScoreResult, latency_ms: float, bands: list[str] | 
         f'<span id="fraud-threshold">{result.threshold:.4f}</span></div>'
         f'<div class="fraud-detail">Risk band: <span class="fraud-band" id="fraud-band" '
         f'style="background:{colour}">{escape(result.risk_band)}</span></div>'
+        f'<div class="fraud-history" id="fraud-history" data-history="{history_key}">'
+        f"{escape(HISTORY_WORDS[result.history])}</div>"
         f'<div class="fraud-meta">Model <code id="fraud-model">{escape(result.model_tag)}</code>'
         f' · round trip <span id="fraud-latency">{latency_ms:.0f} ms</span></div>'
         "</div>"
@@ -74,6 +109,21 @@ def reasons_frame(result: ScoreResult) -> pd.DataFrame:
         for reason in sorted(result.reasons, key=lambda r: abs(r.contribution), reverse=True)
     ]
     return pd.DataFrame(rows, columns=list(REASON_COLUMNS))
+
+
+def aggregates_frame(result: ScoreResult) -> pd.DataFrame:
+    """The 19 aggregates the model saw (contract order); empty when the API sent none."""
+    seen = result.aggregates or {}
+    rows = [
+        {
+            "aggregate": field_label(name),
+            "field": name,
+            "value": "missing" if seen.get(name) is None else f"{seen[name]:.4g}",
+        }
+        for name in AGGREGATE_FIELDS
+        if result.aggregates is not None
+    ]
+    return pd.DataFrame(rows, columns=list(AGGREGATE_COLUMNS))
 
 
 def empty_reasons() -> pd.DataFrame:
@@ -173,3 +223,49 @@ def service_stats_html(stats: ServiceStats) -> str:
         for tid, value, label in tiles
     )
     return f'<div class="fraud-summary">{body}</div><div class="fraud-meta">{escape(basis)}</div>'
+
+
+def stream_frame(snapshot: ReplaySnapshot) -> pd.DataFrame:
+    """The Live tab's stream table, newest first."""
+    rows = [
+        {
+            "time": row.time,
+            "card": row.card,
+            "terminal": row.terminal,
+            "amount": f"{row.amount:.2f}",
+            "probability": f"{row.probability:.3f}",
+            "band": row.band,
+            "decision": "ALERT" if row.alert else "clear",
+            "history": HISTORY_SHORT.get(row.history, row.history),
+        }
+        for row in snapshot.rows
+    ]
+    return pd.DataFrame(rows, columns=list(STREAM_COLUMNS))
+
+
+def alert_rate_frame(snapshot: ReplaySnapshot) -> pd.DataFrame:
+    """Alert rate (%) per few seconds of wall-clock time, for the Live tab's line chart."""
+    return pd.DataFrame(
+        [{"time": at, "alert rate %": round(100.0 * rate, 2)} for at, rate in snapshot.alert_rate],
+        columns=["time", "alert rate %"],
+    )
+
+
+def live_counters_html(snapshot: ReplaySnapshot) -> str:
+    """Tiles: scored, scored/min, alerts, history unavailable, failed calls, simulated time."""
+    rate = snapshot.alerts / snapshot.scored if snapshot.scored else 0.0
+    state = f"running at {snapshot.speed:g}x" if snapshot.running else "stopped"
+    tiles = [
+        ("live-state", state, "replay"),
+        ("live-scored", f"{snapshot.scored}", "transactions scored"),
+        ("live-per-min", f"{snapshot.scored_per_min:.0f}", "scored in the last minute"),
+        ("live-alerts", f"{snapshot.alerts}", f"alerts ({rate:.2%})"),
+        ("live-unavailable", f"{snapshot.history_unavailable}", "scored without history"),
+        ("live-failed", f"{snapshot.failed_calls}", "failed API calls"),
+        ("live-sim-time", escape(snapshot.simulated_time or "n/a"), "simulated time"),
+    ]
+    body = "".join(
+        f'<div class="fraud-tile"><b id="{tid}">{value}</b> {label}</div>'
+        for tid, value, label in tiles
+    )
+    return f'<div class="fraud-summary">{body}</div>'

@@ -53,10 +53,10 @@ def test_root_path_is_normalised_and_cli_overrides_only_given_options() -> None:
 
 def test_score_handler_shows_sentences_for_bad_input_and_unreachable_api() -> None:
     handlers = handlers_with(refused)
-    status, card, _ = handlers.score(*["" for _ in FORM_FIELDS])
+    status, card, *_ = handlers.score(*["" for _ in FORM_FIELDS])
     assert "Invalid field timestamp" in status
     assert card == ""
-    status, card, _ = handlers.score(*form_values(example_transaction()))
+    status, card, *_ = handlers.score(*form_values(example_transaction()))
     assert "is unreachable" in status
     assert "Traceback" not in status
 
