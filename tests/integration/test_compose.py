@@ -7,15 +7,18 @@ written to test-artifacts/compose-start.json). Then, through the proxy: scores a
 (with and without the API key), checks that every replica answers, that large JSON and CSV
 answers are gzipped, that oversized bodies get 413 and that a client beyond 100 requests a
 minute gets 429 (a forged X-Forwarded-For does not help), with the security headers on the
-proxy's own answers. Also: the UI's health, that the UI container reaches the API by service
-name, the compose health checks inside the containers and the hardening (non-root UID,
-read-only root, writable /tmp); then tears everything down.
+proxy's own answers. The history store: a raw transaction (no aggregates) is scored from the
+valkey service's history, and a second one of the same card, answered by any replica, counts
+both. Also: the UI's health, that the UI container reaches the API by service name, the compose
+health checks inside the containers and the hardening (non-root UID, read-only root, writable
+/tmp, Valkey only with its password and without a host port); then tears everything down.
 
 ``FRAUD_COMPOSE`` picks the compose CLI (default ``podman-compose``; ``docker compose`` on
 GitHub's runners, see ``make compose-smoke``). The images are built from the working tree
 (identical ones reused); the proxy's image is the compose file's upstream nginx reference
 (on machines without a registry, ``.ci/bootstrap-nginx-image.sh`` builds a stand-in under
-that name); under ``CI=true`` a missing podman/podman-compose fails.
+that name), and so is Valkey's (``.ci/bootstrap-valkey-image.sh``: Debian's redis-server 7);
+under ``CI=true`` a missing podman/podman-compose fails.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ NGINX_CONF = REPO_ROOT / "deploy" / "nginx" / "nginx.conf"
 BUILD_TIMEOUT_S = 1500
 API_KEY = "compose-test-key-" + uuid.uuid4().hex[:12]
 ID_HASH_KEY = secrets.token_hex(32)
+HISTORY_PASSWORD = secrets.token_hex(24)
 API_REPLICAS = 3
 READY_TIMEOUT_S = 180.0
 #: The proxy's per-client limit and burst, as deploy/nginx/nginx.conf sets them.
@@ -163,18 +167,21 @@ class ComposeProject:
 
     def remove_leftovers(self) -> None:
         """Remove what ``down`` left: podman-compose's ``down`` forgets scaled replicas."""
-        ids = [c for service in ("api", "ui", "proxy") for c in self.containers(service)]
+        services = ("api", "ui", "proxy", "valkey")
+        ids = [c for service in services for c in self.containers(service)]
         if ids:
             subprocess.run(
                 [self.runtime, "rm", "-f", *ids], capture_output=True, timeout=120, check=False
             )
         if self.runtime == "podman":
-            subprocess.run(
-                ["podman", "network", "rm", f"{self.name}_default"],
-                capture_output=True,
-                timeout=60,
-                check=False,
-            )
+            # The volume first: `volume rm -f` also removes a container still holding it.
+            for kind, name in (("volume", "valkey-data"), ("network", "default")):
+                subprocess.run(
+                    ["podman", kind, "rm", "-f", f"{self.name}_{name}"],
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
 
     def logs(self, container: str) -> str:
         """Everything the container wrote to stdout and stderr."""
@@ -210,7 +217,7 @@ def compose_images(env: Mapping[str, str]) -> dict[str, str]:
     """Image reference of each application service, as the compose file resolves it."""
     spec = yaml.safe_load(COMPOSE_FILE.read_text())
     images = {}
-    for service in ("api", "ui", "proxy"):
+    for service in ("api", "ui", "proxy", "valkey"):
         template = spec["services"][service]["image"]
         images[service] = _with_defaults(template, env)
     return images
@@ -255,8 +262,9 @@ def ensure_images(runtime: str, env: dict[str, str], log_path: Path) -> dict[str
     images = compose_images(env)
     for service, image in images.items():
         hint = f"log: {log_path}"
-        if service == "proxy":
-            hint = "pull it, or without a registry run 'sudo bash .ci/bootstrap-nginx-image.sh'"
+        if service in ("proxy", "valkey"):
+            script = {"proxy": "nginx", "valkey": "valkey"}[service]
+            hint = f"pull it, or without a registry run 'sudo bash .ci/bootstrap-{script}-image.sh'"
         assert image_exists(runtime, image), f"no {service} image {image}; {hint}"
     return images
 
@@ -323,8 +331,15 @@ def wait_for_stack(project: ComposeProject, started: float) -> dict[str, float]:
     )  # fmt: skip
     ready: dict[str, float] = {}
     deadline = started + READY_TIMEOUT_S
+    replicas_ready = [f"api_{i + 1}" for i in range(len(replicas))]
     while time.monotonic() < deadline:
         for part, check in checks.items():
+            # Ask the proxy only once every replica is ready: a refused connection before that
+            # marks the replica failed in that nginx worker for fail_timeout (10 s), and a
+            # score right after readiness could then find no live upstream (podman < 4.6
+            # ignores depends_on's service_healthy, so the proxy starts with the replicas).
+            if part == "proxy_to_api" and not all(r in ready for r in replicas_ready):
+                continue
             if part not in ready and check():
                 ready[part] = round(time.monotonic() - started, 1)
         if len(ready) == len(checks):
@@ -351,6 +366,7 @@ def project(artifacts_dir: Path) -> Iterator[ComposeProject]:
         "FRAUD_API_KEYS": API_KEY,
         "FRAUD_UI_API_KEY": API_KEY,
         "FRAUD_ID_HASH_KEY": ID_HASH_KEY,
+        "FRAUD_HISTORY_PASSWORD": HISTORY_PASSWORD,
     }
     images = ensure_images(runtime, env, artifacts_dir / "compose-make-image.log")
     name = f"fraud-compose-test-{uuid.uuid4().hex[:8]}"
@@ -383,7 +399,7 @@ def project(artifacts_dir: Path) -> Iterator[ComposeProject]:
     finally:
         logs = deployment.compose("logs", check=False, timeout=60)
         (artifacts_dir / "compose-test.log").write_text(logs)
-        deployment.compose("down", "-t", "10", check=False, timeout=180)
+        deployment.compose("down", "-v", "-t", "10", check=False, timeout=180)
         deployment.remove_leftovers()
 
 
@@ -426,6 +442,45 @@ def test_api_scores_through_the_proxy(client: httpx.Client) -> None:
     for header, value in SECURITY_HEADERS.items():
         assert response.headers.get_list(header) == [value], header
     assert "/" not in response.headers.get("server", "")  # server_tokens off: no version
+
+
+def test_raw_transactions_are_scored_from_the_valkey_history(client: httpx.Client) -> None:
+    """Only the raw fields: the API fills the aggregates from the valkey service and records the
+    transaction, so the card's second transaction (on any replica) counts both."""
+    card = f"C-COMPOSE-{uuid.uuid4().hex[:8]}"
+    raw = {"customer_id": card, "terminal_id": "T-COMPOSE", "amount": 42.5}
+    headers = {API_KEY_HEADER: API_KEY}
+    first = send(
+        client,
+        "POST",
+        SCORE_PATH,
+        json={**raw, "transaction_id": f"{card}-1", "timestamp": "2018-08-09T10:00:00"},
+        headers=headers,
+    )
+    assert first.status_code == 200, first.text
+    assert first.json()["history"] == "used", first.text
+    second = send(
+        client,
+        "POST",
+        SCORE_PATH + "?explain=true",
+        json={**raw, "transaction_id": f"{card}-2", "timestamp": "2018-08-09T10:05:00"},
+        headers=headers,
+    )
+    assert second.status_code == 200, second.text
+    body = second.json()
+    assert body["history"] == "used", body
+    assert body["aggregates"]["customer_nb_tx_1d"] == 2, body["aggregates"]
+
+
+def test_valkey_needs_its_password_and_publishes_no_port(project: ComposeProject) -> None:
+    spec = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["valkey"]
+    assert "ports" not in spec
+    anonymous = project.exec("valkey", "valkey-cli", "ping")
+    assert "NOAUTH" in anonymous.stdout + anonymous.stderr, anonymous
+    authed = project.exec(
+        "valkey", "valkey-cli", "-a", HISTORY_PASSWORD, "--no-auth-warning", "ping"
+    )
+    assert authed.stdout.strip() == "PONG", authed
 
 
 def test_api_key_from_the_compose_environment_is_enforced(client: httpx.Client) -> None:
@@ -534,7 +589,7 @@ def healthcheck_passes(project: ComposeProject, container: str) -> None:
     assert status == "healthy"
 
 
-@pytest.mark.parametrize("service", ["api", "ui", "proxy"])
+@pytest.mark.parametrize("service", ["api", "ui", "proxy", "valkey"])
 def test_compose_healthchecks_pass_inside_the_containers(
     project: ComposeProject, service: str
 ) -> None:
@@ -543,7 +598,7 @@ def test_compose_healthchecks_pass_inside_the_containers(
 
 
 @pytest.mark.parametrize(
-    ("service", "uid"), [("api", "10001"), ("ui", "10001"), ("proxy", "101")]
+    ("service", "uid"), [("api", "10001"), ("ui", "10001"), ("proxy", "101"), ("valkey", "999")]
 )  # fmt: skip
 def test_containers_run_unprivileged_with_a_read_only_root(
     project: ComposeProject, service: str, uid: str
