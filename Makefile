@@ -156,7 +156,7 @@ image-ui: env ## Build the analyst UI image fraud-detection-ui:<version> and :la
 	$(PY) deploy/build_ui_image.py
 
 .PHONY: compose-up
-compose-up: image image-ui ## Build the images, start nginx + API + UI with compose (needs FRAUD_ID_HASH_KEY; API_REPLICAS=3 scales; COMPOSE_PROFILES=monitoring adds Prometheus)
+compose-up: image image-ui ## Build the images, start nginx + API + UI with compose (needs FRAUD_ID_HASH_KEY and FRAUD_HISTORY_PASSWORD; API_REPLICAS=3 scales; COMPOSE_PROFILES=monitoring adds Prometheus)
 	FRAUD_IMAGE=$(firstword $(subst :, ,$(IMAGE_REF))) FRAUD_IMAGE_TAG=$(lastword $(subst :, ,$(IMAGE_REF))) \
 	  $(COMPOSE) -f docker-compose.yml $(if $(COMPOSE_PROFILES),--profile $(COMPOSE_PROFILES)) up -d \
 	  $(if $(API_REPLICAS),--scale api=$(API_REPLICAS))

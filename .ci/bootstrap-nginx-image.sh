@@ -1,82 +1,26 @@
 #!/usr/bin/env bash
 # CI-machine helper (see shared/reference/ci-machines.md): no container registry is reachable
 # here, so the compose file's reverse proxy image (docker.io/library/nginx:1.28-bookworm) cannot
-# be pulled. Build a stand-in from Debian bookworm's own nginx package with debootstrap and tag
-# it locally under the compose file's reference, so the unmodified docker-compose.yml runs with
-# podman-compose without pulling anything. The stand-in keeps what the compose service relies
-# on: `nginx` on PATH (Debian's 1.22, with the proxy, gzip, limit_req and limit_conn modules),
-# /etc/nginx/ as the configuration directory, curl for the health check.
-#
-# Idempotent: skips when the tag exists and was made by this version of the script; the
-# debootstrapped root filesystem is cached as a tarball so re-imports take seconds.
+# be pulled. The stand-in is Debian bookworm's own nginx package (.ci/lib/stand-in-image.sh).
+# It keeps what the compose service relies on: `nginx` on PATH (Debian's 1.22, with the proxy,
+# gzip, limit_req and limit_conn modules), /etc/nginx/ as the configuration directory, curl for
+# the health check.
 # Usage: bash .ci/bootstrap-nginx-image.sh [--force]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=SCRIPTDIR/lib/stand-in-image.sh
+source .ci/lib/stand-in-image.sh
+# shellcheck disable=SC2034  # the settings below are read by build_stand_in
 
-# The reference docker-compose.yml's proxy service defaults to (FRAUD_PROXY_IMAGE).
-# shellcheck disable=SC2016  # the pattern matches a literal ${...} of the compose file
-IMAGE_REF=$(sed -n 's/^ *image: \${FRAUD_PROXY_IMAGE:-\([^}]*\)}$/\1/p' docker-compose.yml)
-SUITE=bookworm
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-CACHE_DIR=${FRAUD_CI_CACHE:-/var/cache/fraud-ci}
+NAME=nginx
+IMAGE_VAR=FRAUD_PROXY_IMAGE
 PACKAGES=nginx,curl,ca-certificates
-# Bump when the root filesystem recipe below changes (it keys the cache and the image label).
-RECIPE_VERSION=1
+RECIPE="nginx-1"
+IMPORT_CHANGES=('CMD ["nginx", "-g", "daemon off;"]' 'STOPSIGNAL SIGQUIT')
 
-log() { echo "[bootstrap-nginx-image] $*" >&2; }
+customize_rootfs() {
+  # Like the upstream image: the site configuration comes from the compose file's mount.
+  rm -f "$1"/etc/nginx/sites-enabled/default
+}
 
-if [ -z "$IMAGE_REF" ]; then
-  log "no 'image: \${FRAUD_PROXY_IMAGE:-...}' line in docker-compose.yml"
-  exit 1
-fi
-if [ "$(id -u)" != "0" ]; then
-  log "must run as root (debootstrap, rootful podman)"
-  exit 1
-fi
-for tool in podman debootstrap; do
-  command -v "$tool" >/dev/null || { log "$tool missing: run 'make system-deps'"; exit 1; }
-done
-
-recipe_key=$(echo "$SUITE $PACKAGES $RECIPE_VERSION" | sha256sum | cut -c1-16)
-rootfs_tar="$CACHE_DIR/$SUITE-nginx-$recipe_key.tar"
-
-if [ "${1:-}" != "--force" ] && podman image exists "$IMAGE_REF"; then
-  current=$(podman image inspect --format '{{ index .Labels "org.fraud-ci.bootstrap" }}' \
-    "$IMAGE_REF" 2>/dev/null || true)
-  if [ -z "$current" ] || [ "$current" = "<no value>" ]; then
-    log "$IMAGE_REF exists and was not made by this script (a real image?): leaving it alone"
-    exit 0
-  fi
-  if [ "$current" = "$recipe_key" ]; then
-    log "$IMAGE_REF up to date (recipe $recipe_key)"
-    exit 0
-  fi
-fi
-
-mkdir -p "$CACHE_DIR"
-if [ ! -s "$rootfs_tar" ]; then
-  workdir=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")
-  trap 'rm -rf "$workdir"' EXIT
-  log "debootstrap $SUITE ($PACKAGES) from $MIRROR (about 1 minute)"
-  debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$workdir/rootfs" "$MIRROR" \
-    >"$workdir/debootstrap.log" 2>&1 || { tail -n 30 "$workdir/debootstrap.log" >&2; exit 1; }
-  rootfs="$workdir/rootfs"
-  # Like the upstream image: the site configuration comes from the compose file's mount, so
-  # Debian's default site goes; no apt lists or caches, no logs.
-  rm -f "$rootfs"/etc/nginx/sites-enabled/default
-  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin \
-    "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/log/*.log "$rootfs"/tmp/*
-  tar --numeric-owner -C "$rootfs" -cf "$rootfs_tar.part" .
-  mv "$rootfs_tar.part" "$rootfs_tar"
-fi
-
-log "importing $rootfs_tar as $IMAGE_REF"
-image_id=$(podman import --quiet \
-  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  --change 'CMD ["nginx", "-g", "daemon off;"]' \
-  --change 'STOPSIGNAL SIGQUIT' \
-  --change "LABEL org.fraud-ci.bootstrap=$recipe_key" \
-  --change "LABEL org.opencontainers.image.description=CI stand-in for $IMAGE_REF (Debian's nginx)" \
-  "$rootfs_tar")
-podman tag "$image_id" "$IMAGE_REF"
-podman image inspect --format '{{ .Id }} {{ .Size }} bytes' "$IMAGE_REF" >&2
+build_stand_in "$@"
