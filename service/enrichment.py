@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from fraud_contract.schema import AGGREGATE_FIELDS, Transaction
@@ -26,24 +27,44 @@ HistoryState = Literal["used", "replayed", "unavailable"]
 class HistoryEnricher:
     """Fills a batch's missing aggregates from the store, in one round trip per batch."""
 
-    def __init__(self, store: HistoryStore, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, store: HistoryStore, metrics: ServiceMetrics, max_future_s: float = 300.0
+    ) -> None:
         self.store = store
         self.metrics = metrics
+        self.max_future_s = max_future_s
 
     def check(self, transactions: Sequence[Transaction], prefix: str = "") -> None:
-        """422 naming the field of a transaction the store cannot hold (before any write)."""
+        """422 naming the field of a transaction the store must not record (before any write).
+
+        Refused: timestamps the store cannot hold, and timestamps further in the future (wall
+        clock) than ``max_future_s``: a clock error would otherwise push the card's windows
+        ahead for every later transaction. Old timestamps are fine (replays, late data).
+        """
         from service.history import InvalidHistoryRowError, check_row  # noqa: PLC0415
 
+        latest = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=self.max_future_s)
         for index, transaction in enumerate(transactions):
+            where = f"{prefix}{index}." if prefix else ""
             try:
                 check_row(transaction)
             except InvalidHistoryRowError as exc:
-                where = f"{prefix}{index}." if prefix else ""
                 raise InvalidInput(
                     "The request has 1 problem; see 'errors'.",
                     [{"field": f"{where}{exc.field}", "reason": str(exc)}],
                     reason="out_of_range",
                 ) from None
+            if transaction.timestamp.replace(tzinfo=None) > latest:
+                raise InvalidInput(
+                    "The request has 1 problem; see 'errors'.",
+                    [
+                        {
+                            "field": f"{where}timestamp",
+                            "reason": f"more than {self.max_future_s:g} s in the future",
+                        }
+                    ],
+                    reason="out_of_range",
+                )
 
     def enrich(
         self, endpoint: str, transactions: Sequence[Transaction], *, record: bool = True

@@ -201,7 +201,7 @@ def build_runtime(
             cluster=settings.history_cluster,
             timeout=settings.history_timeout_s,
         )
-        history = HistoryEnricher(store, metrics)
+        history = HistoryEnricher(store, metrics, settings.history_max_future_s)
     hasher = settings.id_hasher()
     recorder = None
     if ledger is not None:

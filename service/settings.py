@@ -106,6 +106,12 @@ class ServiceSettings(BaseSettings):
         description="Longest wait for the history store on the scoring path; slower counts as "
         "unavailable (the circuit breaker then stops asking for a second).",
     )
+    history_max_future_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="With the history store on: a transaction timestamped further than this "
+        "in the future (wall clock, UTC) is a 422 naming timestamp, never recorded.",
+    )
     max_body_bytes: int = Field(
         default=2 * 1024 * 1024,
         ge=1024,

@@ -88,6 +88,19 @@ def test_raw_transactions_get_their_history_and_retries_count_once(api: ServerPr
     assert [r["aggregates"]["customer_nb_tx_1d"] for r in batch] == [4, 5, 6]
 
 
+def test_a_timestamp_far_in_the_future_is_refused_naming_it(api: ServerProcess) -> None:
+    future = {**raw("f-1", 0), "timestamp": "2100-01-01T00:00:00"}
+    response = httpx.post(api.base_url + SCORE_PATH, json=future, timeout=30)
+    batch = httpx.post(
+        api.base_url + SCORE_BATCH_PATH, json={"transactions": [raw("f-2", 0), future]}, timeout=30
+    )
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["timestamp"]
+    assert "in the future" in response.json()["errors"][0]["reason"]
+    assert batch.status_code == 422
+    assert [e["field"] for e in batch.json()["errors"]] == ["transactions.1.timestamp"]
+
+
 def test_concurrent_transactions_of_one_card_across_two_workers_keep_the_exact_count(
     api: ServerProcess,
 ) -> None:
