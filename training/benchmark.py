@@ -12,10 +12,11 @@ cleaning; inputs standardised. Models:
 * the project's model (:mod:`training.model`) on the project's features, trained and
   thresholded by :func:`training.train.evaluate` on the project's periods: its longer history
   from the end of the 30-day burn-in, early stopping and threshold on the book's training
-  week, then refitted on every labelled day up to that week's end; tested on the same cleaned
+  week (and, if its recipe says so, a refit up to that week's end); tested on the same cleaned
   test week. It uses no label the baselines could not use (nothing after the book's training
   week). Two variants are reported too: "strict" (trained on the book's 7 days only, same
-  number of rounds) and "before refit" (the out-of-sample model of the first step).
+  number of rounds) and "before refit" (the out-of-sample model of the first step; the served
+  model itself when the recipe has no refit).
 
 Worlds: the simulator's random numbers are not the book's, so one test week is one sample
 among many. Without ``--data`` the benchmark runs the whole protocol on each of ``SEEDS``
