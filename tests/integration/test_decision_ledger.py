@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,7 +26,8 @@ CARD = "CARD-NEVER-STORED-RAW"
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("bentoml")
     tiny_model_tag(home)
-    database = tmp_path_factory.mktemp("postgres")
+    # Outside pytest's 0700 temp tree: the server runs as its own system user when root.
+    database = Path(tempfile.mkdtemp(prefix="ledger-api-pg-")) / "data"
     env = {
         "FRAUD_DATABASE_URL": start_embedded(database),
         "FRAUD_LEDGER_SPOOL_DIR": str(tmp_path_factory.mktemp("spool")),
