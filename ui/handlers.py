@@ -25,8 +25,9 @@ from ui.form import build_transaction
 from ui.render import (
     AGGREGATE_COLUMNS,
     aggregates_frame,
-    alert_rate_frame,
+    alert_rate_svg,
     batch_summary_html,
+    distribution_svg,
     empty_reasons,
     error_html,
     live_counters_html,
@@ -107,8 +108,10 @@ class Handlers:
             return (
                 error_html(message),
                 "",
-                gr.update(value=empty_reasons(), visible=False),
-                gr.update(value=pd.DataFrame(columns=list(AGGREGATE_COLUMNS)), visible=False),
+                # Values only, no hiding: a Gradio plot hidden after it was drawn throws in
+                # the browser when the layout around it changes (its resize observer stays).
+                gr.update(value=empty_reasons()),
+                pd.DataFrame(columns=list(AGGREGATE_COLUMNS)),
             )
 
         def action() -> tuple[str, str, Any, Any]:
@@ -123,7 +126,7 @@ class Handlers:
                 "",
                 card,
                 gr.update(value=reasons_frame(timed.result), visible=True),
-                gr.update(value=aggregates, visible=timed.result.aggregates is not None),
+                aggregates,
             )
 
         return self._guard(action, fail)
@@ -318,15 +321,15 @@ class Handlers:
             return (
                 live_counters_html(empty),
                 stream_frame(empty),
-                score_histogram(pd.Series([], dtype=float)),
-                alert_rate_frame(empty),
+                distribution_svg([]),
+                alert_rate_svg([]),
                 gr.Timer(active=False),
             )
         return (
             live_counters_html(snapshot),
             stream_frame(snapshot),
-            score_histogram(pd.Series(snapshot.probabilities, dtype=float)),
-            alert_rate_frame(snapshot),
+            distribution_svg(snapshot.probabilities),
+            alert_rate_svg(snapshot.alert_rate),
             gr.Timer(active=snapshot.running),
         )
 

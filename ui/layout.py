@@ -45,6 +45,7 @@ CSS: Final = """
 .fraud-tile { border:1px solid #e2e8f0; border-radius:10px; padding:8px 14px; min-width:140px; }
 .fraud-tile b { font-size:1.3em; display:block; }
 .fraud-tile ul { margin:0; padding-left:18px; }
+.fraud-chart { margin:0; } .fraud-chart figcaption { font-weight:600; color:#334155; }
 .fraud-history { margin-top:8px; padding:6px 10px; border-radius:8px; background:#f8fafc;
   border-left:4px solid #6366f1; }
 .fraud-history[data-history=unavailable], .fraud-history[data-history=none] {
@@ -125,7 +126,9 @@ def build_blocks(
             with gr.Tab("Score", id="score", elem_id="tab-score"):
                 _score_tab(handlers, examples)
             with gr.Tab("Live", id="live", elem_id="tab-live") as live_tab:
-                live_load = _live_tab(handlers, live_tab)
+                # Refreshed when the tab is opened, not at page load: its charts must not be
+                # drawn while the tab is not mounted.
+                _live_tab(handlers, live_tab)
             with gr.Tab("Batch", id="batch", elem_id="tab-batch"):
                 _batch_tab(handlers, examples)
             with gr.Tab("Model", id="model", elem_id="tab-model") as model_tab:
@@ -134,7 +137,6 @@ def build_blocks(
                 service_load = _service_tab(handlers, refresh_interval_s)
         blocks.load(**model_load)
         blocks.load(**service_load)
-        blocks.load(**live_load)
     return blocks
 
 
@@ -184,10 +186,10 @@ def _score_tab(handlers: Handlers, examples: Sequence[Example]) -> None:
             )
             aggregates = gr.Dataframe(
                 pd.DataFrame(columns=list(AGGREGATE_COLUMNS)),
-                label="Aggregates the model saw (from the history store or the expert section)",
+                label="Aggregates the model saw (from the history store or the expert section; "
+                "empty when the API keeps no history store)",
                 elem_id="score-aggregates",
                 interactive=False,
-                visible=False,
             )
     form = [inputs[name] for name in FORM_FIELDS]
     outputs = [status, card, reasons, aggregates]
@@ -203,7 +205,7 @@ def _filler(example: Example) -> Callable[[], list[Any]]:
     return lambda: list(values)
 
 
-def _live_tab(handlers: Handlers, tab: gr.Tab) -> dict[str, Any]:
+def _live_tab(handlers: Handlers, tab: gr.Tab) -> None:
     gr.Markdown(
         "Replay simulated transactions through the scoring API, raw fields only (time, card, "
         "terminal, amount): the service adds each card's and terminal's history from its "
@@ -222,23 +224,8 @@ def _live_tab(handlers: Handlers, tab: gr.Tab) -> dict[str, Any]:
     status = gr.HTML(elem_id="live-status")
     counters = gr.HTML(elem_id="live-counters")
     with gr.Row():
-        distribution = gr.BarPlot(
-            None,
-            x="score",
-            y="transactions",
-            title="Score distribution (last 1,000 transactions)",
-            x_label_angle=-45,
-            elem_id="live-distribution",
-            label="Score distribution",
-        )
-        alert_rate = gr.LinePlot(
-            None,
-            x="time",
-            y="alert rate %",
-            title="Alert rate per 5 s",
-            elem_id="live-alert-rate",
-            label="Alert rate",
-        )
+        distribution = gr.HTML(elem_id="live-distribution-box")
+        alert_rate = gr.HTML(elem_id="live-alert-rate")
     stream = gr.Dataframe(
         pd.DataFrame(columns=list(STREAM_COLUMNS)),
         label="Stream (newest first, last 50)",
@@ -256,7 +243,6 @@ def _live_tab(handlers: Handlers, tab: gr.Tab) -> dict[str, Any]:
     }
     timer.tick(**event)
     tab.select(**event)
-    return event
 
 
 def _batch_tab(handlers: Handlers, examples: Sequence[Example]) -> None:

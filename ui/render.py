@@ -23,7 +23,7 @@ HISTOGRAM_BINS: Final = 20
 #: Risk bands get a colour by their position (lowest band first).
 _BAND_COLOURS: Final = ("#15803d", "#ca8a04", "#ea580c", "#b91c1c", "#7f1d1d")
 REASON_COLUMNS: Final = ("feature", "contribution", "direction", "value")
-AGGREGATE_COLUMNS: Final = ("aggregate", "field", "value")
+AGGREGATE_COLUMNS: Final = ("aggregate", "value", "field")
 STREAM_COLUMNS: Final = (
     "time",
     "card",
@@ -243,14 +243,6 @@ def stream_frame(snapshot: ReplaySnapshot) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(STREAM_COLUMNS))
 
 
-def alert_rate_frame(snapshot: ReplaySnapshot) -> pd.DataFrame:
-    """Alert rate (%) per few seconds of wall-clock time, for the Live tab's line chart."""
-    return pd.DataFrame(
-        [{"time": at, "alert rate %": round(100.0 * rate, 2)} for at, rate in snapshot.alert_rate],
-        columns=["time", "alert rate %"],
-    )
-
-
 def live_counters_html(snapshot: ReplaySnapshot) -> str:
     """Tiles: scored, scored/min, alerts, history unavailable, failed calls, simulated time."""
     rate = snapshot.alerts / snapshot.scored if snapshot.scored else 0.0
@@ -269,3 +261,62 @@ def live_counters_html(snapshot: ReplaySnapshot) -> str:
         for tid, value, label in tiles
     )
     return f'<div class="fraud-summary">{body}</div>'
+
+
+def _svg(title: str, body: str, width: int, height: int, element_id: str) -> str:
+    return (
+        f'<figure class="fraud-chart" id="{element_id}"><figcaption>{escape(title)}</figcaption>'
+        f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="{escape(title)}">{body}</svg></figure>'
+    )
+
+
+def distribution_svg(probabilities: list[float], bins: int = HISTOGRAM_BINS) -> str:
+    """The score distribution as an inline SVG bar chart (20 bins over [0, 1]).
+
+    Plain SVG rather than a Gradio plot: the Live tab refreshes every second, also while
+    another tab is shown, and Gradio's plots throw in the browser when redrawn while hidden.
+    """
+    width, height, base = 400, 140, 120
+    counts, _ = np.histogram(np.clip(probabilities, 0.0, 1.0), bins=bins, range=(0.0, 1.0))
+    top = max(1, int(counts.max())) if len(probabilities) else 1
+    step = width / bins
+    bars = "".join(
+        f'<rect x="{i * step + 1:.1f}" y="{base - base * int(c) / top:.1f}" '
+        f'width="{step - 2:.1f}" height="{base * int(c) / top:.1f}" fill="#6366f1">'
+        f"<title>{i / bins:.2f}-{(i + 1) / bins:.2f}: {int(c)}</title></rect>"
+        for i, c in enumerate(counts)
+    )
+    axis = (
+        f'<line x1="0" y1="{base}" x2="{width}" y2="{base}" stroke="#94a3b8"/>'
+        f'<text x="0" y="{height - 4}" font-size="11" fill="#475569">0</text>'
+        f'<text x="{width / 2 - 8}" y="{height - 4}" font-size="11" fill="#475569">0.5</text>'
+        f'<text x="{width - 8}" y="{height - 4}" font-size="11" fill="#475569">1</text>'
+    )
+    title = f"Score distribution (last {len(probabilities)} transactions, max {top} per bin)"
+    return _svg(title, bars + axis, width, height, "live-distribution")
+
+
+def alert_rate_svg(points: list[tuple[str, float]]) -> str:
+    """The alert rate per few seconds as an inline SVG line (same reason as above)."""
+    width, height, base = 400, 140, 120
+    peak = max((rate for _, rate in points), default=0.0)
+    top = max(peak, 0.01)
+    if len(points) >= 2:
+        step = width / (len(points) - 1)
+        coords = " ".join(
+            f"{i * step:.1f},{base - base * rate / top:.1f}" for i, (_, rate) in enumerate(points)
+        )
+        line = f'<polyline points="{coords}" fill="none" stroke="#b91c1c" stroke-width="2"/>'
+    elif points:
+        y = base - base * points[0][1] / top
+        line = f'<circle cx="{width / 2}" cy="{y:.1f}" r="3" fill="#b91c1c"/>'
+    else:
+        line = ""
+    span = f"{points[0][0]} to {points[-1][0]} UTC" if points else "no data yet"
+    axis = (
+        f'<line x1="0" y1="{base}" x2="{width}" y2="{base}" stroke="#94a3b8"/>'
+        f'<text x="0" y="{height - 4}" font-size="11" fill="#475569">{escape(span)}</text>'
+    )
+    title = f"Alert rate per 5 s (peak {peak:.1%})"
+    return _svg(title, line + axis, width, height, "live-alert-rate-svg")

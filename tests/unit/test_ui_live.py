@@ -93,7 +93,7 @@ def test_form_starts_with_raw_fields_only_and_sends_typed_overrides() -> None:
     status, card, _reasons, aggregates = handlers.score(*values)
     assert status == ""
     assert 'data-history="used"' in card
-    assert aggregates["visible"] is True and len(aggregates["value"]) == len(AGGREGATE_FIELDS)
+    assert list(aggregates["field"]) == list(AGGREGATE_FIELDS)
     assert not set(seen[-1]) & set(AGGREGATE_FIELDS), "blank overrides are not sent"
     # Overrides are typed in text boxes (a number box would send 0 for "no value").
     values[FORM_FIELDS.index("customer_nb_tx_1d")] = " 7 "
@@ -111,7 +111,7 @@ def test_score_without_a_history_store_hides_the_aggregates_and_says_why() -> No
         *form_values(example_transaction())
     )
     assert "not computed server-side" in card
-    assert aggregates["visible"] is False
+    assert aggregates.empty
 
 
 def test_score_batch_sends_the_rows_and_the_key_and_checks_the_count() -> None:
@@ -155,8 +155,8 @@ def test_live_tab_starts_refreshes_and_stops_the_replay() -> None:
         assert status == ""
         assert "running at 1000x" in counters
         assert not stream.empty and set(stream["history"]) == {"used"}
-        assert int(distribution["transactions"].sum()) > 0
-        assert not rate.empty
+        assert distribution.count("<rect") == 20 and "<title>0.80-0.85: " in distribution
+        assert "<circle" in rate or "<polyline" in rate
     finally:
         status, counters, *_, timer = handlers.live_stop()
     assert "stopped" in counters and timer.active is False
@@ -192,3 +192,15 @@ def test_live_tab_says_when_the_history_is_missing(history: str | None, words: s
 def test_live_tab_rejects_a_speed_that_is_not_one() -> None:
     status, *_ = handlers_with(scorer("used")).live_start("fast")
     assert "Choose a replay speed" in status
+
+
+def test_live_charts_are_plain_svg_with_escaped_text() -> None:
+    from ui.render import alert_rate_svg, distribution_svg  # noqa: PLC0415
+
+    empty = distribution_svg([])
+    assert empty.count("<rect") == 20 and 'height="0.0"' in empty
+    full = distribution_svg([0.01, 0.02, 0.99])
+    assert "<title>0.00-0.05: 2</title>" in full and "<title>0.95-1.00: 1</title>" in full
+    assert "no data yet" in alert_rate_svg([])
+    line = alert_rate_svg([("10:00:00", 0.0), ("10:00:05", 0.5), ("<b>", 0.25)])
+    assert "<polyline" in line and "peak 50.0%" in line and "<b>" not in line
