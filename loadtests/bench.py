@@ -56,8 +56,8 @@ from loadtests.overload import measure
 from loadtests.peers.mlserver_env import ensure_mlserver_env
 from loadtests.peers.mlserver_model import MLSERVER_MODEL_NAME, write_repository
 from loadtests.process_memory import tree_rss_bytes
-from tests.support.net import free_port
-from tests.support.process import ServerProcess, running_server
+from testkit.net import free_port
+from testkit.process import ServerProcess, running_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPORTS = REPO_ROOT / "reports"

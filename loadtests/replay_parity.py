@@ -354,8 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     from loadtests.bench import resolve_model_tag  # noqa: PLC0415
     from service.bentoml_bridge import stored_model  # noqa: PLC0415
     from service.model import load_model  # noqa: PLC0415
-    from tests.support.api import served_process  # noqa: PLC0415
-    from tests.support.net import free_port  # noqa: PLC0415
+    from testkit.api import served_process  # noqa: PLC0415
+    from testkit.net import free_port  # noqa: PLC0415
     from training.simulation_pipeline import simulate_with_aggregates  # noqa: PLC0415
     from training.simulator import preset  # noqa: PLC0415
 

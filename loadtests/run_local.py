@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from loadtests.run_chart import plot_history, read_history
-from tests.support.api import served_process, tiny_model_tag
-from tests.support.net import free_port
+from testkit.api import served_process, tiny_model_tag
+from testkit.net import free_port
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent

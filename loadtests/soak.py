@@ -30,7 +30,7 @@ from loadtests.bench import (
     write_request_files,
 )
 from loadtests.process_memory import tree_rss_bytes
-from tests.support.net import free_port
+from testkit.net import free_port
 
 MAX_RSS_GROWTH = 0.05
 WARM_UP_S = 60.0

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.net import free_port
-from tests.support.tools import REPO_ROOT
+from testkit.net import free_port
+from testkit.tools import REPO_ROOT
 
 
 @pytest.fixture

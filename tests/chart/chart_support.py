@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.tools import REPO_ROOT, require_tool
+from testkit.tools import REPO_ROOT, require_tool
 
 CHART = REPO_ROOT / "charts" / "fraud-detection"
 CI_VALUES = {path.stem: path for path in sorted((CHART / "ci").glob("*.yaml"))}

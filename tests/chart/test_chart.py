@@ -13,6 +13,7 @@ import yaml
 
 from fraud_contract.api import LIVE_PATH, READY_PATH, SCORE_PATH
 from service.settings import ServiceSettings
+from testkit.tools import REPO_ROOT
 from tests.chart.chart_support import (
     CHART,
     CI_VALUES,
@@ -27,7 +28,6 @@ from tests.chart.chart_support import (
     render_error,
     selects,
 )
-from tests.support.tools import REPO_ROOT
 
 API = f"{RELEASE}-fraud-detection-api"
 UI = f"{RELEASE}-fraud-detection-ui"

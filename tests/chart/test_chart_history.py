@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from testkit.tools import REPO_ROOT
 from tests.chart.chart_support import (
     Manifest,
     helm_args,
@@ -19,7 +20,6 @@ from tests.chart.chart_support import (
     render_error,
     selects,
 )
-from tests.support.tools import REPO_ROOT
 
 VALKEY = "fraud-fraud-detection-valkey"
 HISTORY_VARS = ("FRAUD_HISTORY_URL", "FRAUD_HISTORY_CLUSTER", "FRAUD_HISTORY_TIMEOUT_S")

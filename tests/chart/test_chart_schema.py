@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from testkit.tools import REPO_ROOT, require_tool
 from tests.chart.chart_support import CHART, load_yaml, render, render_error
-from tests.support.tools import REPO_ROOT, require_tool
 
 SCHEMAS = REPO_ROOT / "k8s" / "schemas"
 # kubeconform's -schema-location templates (the same as scripts/chart-check.sh).

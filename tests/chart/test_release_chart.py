@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from testkit.tools import REPO_ROOT, TOOLS_BIN
 from tests.chart.chart_support import CHART, HELM_TIMEOUT_S, NAMESPACE, RELEASE, helm, one
-from tests.support.tools import REPO_ROOT, TOOLS_BIN
 
 RELEASE_WORKFLOW = REPO_ROOT / ".github" / "workflows" / "release.yml"
 OWNER = "Example-Org"  # GHCR repositories must be lower case: the workflow lowers it

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.tools import REPO_ROOT
+from testkit.tools import REPO_ROOT
 
 SCHEMA_DIR = REPO_ROOT / "k8s" / "schemas" / "crds"
 

@@ -37,6 +37,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.dynamic.resource import ResourceList
 from kubernetes.utils import parse_quantity
 
+from testkit.tools import REPO_ROOT, in_ci, require_tool
 from tests.e2e.autoscaling import (
     HpaObserver,
     ReplicaTimeline,
@@ -47,7 +48,6 @@ from tests.e2e.autoscaling import (
 )
 from tests.e2e.crds import vendored_crds
 from tests.e2e.watch import ResourceWatch
-from tests.support.tools import REPO_ROOT, in_ci, require_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

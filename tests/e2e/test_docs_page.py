@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from testkit.api import served_process, tiny_model_tag
+from testkit.net import free_port
+from testkit.tools import require_tool
 from tests.e2e.test_ui import CHROMIUM_FLAGS
-from tests.support.api import served_process, tiny_model_tag
-from tests.support.net import free_port
-from tests.support.tools import require_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

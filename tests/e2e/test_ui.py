@@ -29,10 +29,10 @@ import pandas as pd
 import pytest
 
 from fraud_contract.api import SCORE_COLUMNS, SCORE_PATH
-from tests.support.api import served_process
-from tests.support.net import free_port
-from tests.support.process import ServerProcess, python_command, running_server
-from tests.support.tools import REPO_ROOT, require_tool
+from testkit.api import served_process
+from testkit.net import free_port
+from testkit.process import ServerProcess, python_command, running_server
+from testkit.tools import REPO_ROOT, require_tool
 from ui.form import Example, load_examples
 from ui.settings import UISettings
 
@@ -151,7 +151,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, history_url: str) -> Iterator[
 
     Training and start-up run in the background while the UI starts (``ui_url`` waits).
     """
-    from tests.support.models import train_tiny_model  # noqa: PLC0415  (heavy: training deps)
+    from testkit.models import train_tiny_model  # noqa: PLC0415  (heavy: training deps)
 
     home = tmp_path_factory.mktemp("bentoml")
     with pytest.MonkeyPatch.context() as patch:

@@ -18,12 +18,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.tools import REPO_ROOT
+from testkit.tools import REPO_ROOT
 
 #: Image name used by the tests (not the user-facing ``fraud-scoring``: never clobber it).
 TEST_IMAGE_NAME = "fraud-scoring-smoke"
 #: Files whose content decides the tiny model: the cached test model store is keyed by them.
-MODEL_INPUTS = ("tests/support/models.py", "training", "fraud_contract")
+MODEL_INPUTS = ("testkit/models.py", "training", "fraud_contract")
 
 
 #: FRAUD_ID_HASH_KEY of every test container (a test value, never a real secret).
@@ -62,7 +62,7 @@ def tiny_model_home() -> Path:
     home = REPO_ROOT / "build" / "container-test" / f"bentoml-{model_inputs_key()}"
     marker = home / "model-tag.txt"
     if not marker.exists():
-        from tests.support.models import train_tiny_model  # noqa: PLC0415
+        from testkit.models import train_tiny_model  # noqa: PLC0415
 
         for stale in home.parent.glob("bentoml-*"):  # stores of older training code
             shutil.rmtree(stale, ignore_errors=True)

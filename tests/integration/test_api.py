@@ -37,9 +37,9 @@ from fraud_contract.api import (
 )
 from fraud_contract.schema import example_transaction
 from service.openapi import load_examples
-from tests.support.api import served_process, tiny_model_tag
-from tests.support.net import free_port
-from tests.support.process import ServerProcess
+from testkit.api import served_process, tiny_model_tag
+from testkit.net import free_port
+from testkit.process import ServerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.api import TEST_HASH_KEY, serve_command, tiny_model_tag
-from tests.support.net import free_port
-from tests.support.tools import REPO_ROOT
+from testkit.api import TEST_HASH_KEY, serve_command, tiny_model_tag
+from testkit.net import free_port
+from testkit.tools import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from fraud_contract.api import SCORE_PATH
+from testkit.api import served_api, tiny_model_tag
 from tests.chart.chart_support import one, render
-from tests.support.api import served_api, tiny_model_tag
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -52,9 +52,9 @@ from fraud_contract.api import (
     SCORE_FILE_PATH,
     SCORE_PATH,
 )
+from testkit.net import free_port, wait_for_http
+from testkit.tools import REPO_ROOT, require_tool
 from tests.integration.container_support import build_image, tiny_model_home
-from tests.support.net import free_port, wait_for_http
-from tests.support.tools import REPO_ROOT, require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.container, pytest.mark.timeout(3300)]
 

@@ -32,6 +32,8 @@ from fraud_contract.api import (
     SCORE_PATH,
 )
 from fraud_contract.schema import example_transaction
+from testkit.net import free_port, wait_for_http
+from testkit.tools import REPO_ROOT, require_tool
 from tests.integration.container_support import (
     BuiltImage,
     build_image,
@@ -40,8 +42,6 @@ from tests.integration.container_support import (
     running_container,
     tiny_model_home,
 )
-from tests.support.net import free_port, wait_for_http
-from tests.support.tools import REPO_ROOT, require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.container]
 

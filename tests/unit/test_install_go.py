@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from scripts import install_go
-from tests.support.tools import REPO_ROOT
+from testkit.tools import REPO_ROOT
 
 #: go.sum's "/go.mod" line of every golang.org/toolchain version: Go hashes the module's go.mod
 #: as a one-file tree named "go.mod", with the same h1 algorithm as the module zip.

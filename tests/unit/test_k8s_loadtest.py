@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.tools import REPO_ROOT, require_tool
+from testkit.tools import REPO_ROOT, require_tool
 
 MANIFEST = REPO_ROOT / "k8s" / "loadtest" / "locust.yaml"
 RUNNER = REPO_ROOT / "k8s" / "run-loadtest.sh"

@@ -31,7 +31,7 @@ from service.model import LoadedModel
 from service.runtime import AdaptiveScorer, build_runtime
 from service.scoring import Scorer
 from service.settings import ServiceSettings
-from tests.support.api import load_tiny_model
+from testkit.api import load_tiny_model
 
 KEY = "unit-test-key"
 HASH_KEY = "k" * 32

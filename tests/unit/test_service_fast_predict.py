@@ -11,7 +11,7 @@ import xgboost as xgb
 from service import fast_predict
 from service.fast_predict import NativePredictor, native_predictor
 from service.model import LoadedModel
-from tests.support.api import load_tiny_model
+from testkit.api import load_tiny_model
 
 N_FEATURES = 7
 

@@ -18,7 +18,7 @@ from service.json_input import TransactionColumns
 from service.model import LoadedModel, ModelLoadError, load_from_store, load_model
 from service.scoring import Scorer
 from service.tables import score_table
-from tests.support.api import load_tiny_model
+from testkit.api import load_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from service.errors import ApiError
 from service.scoring import Scorer
 from service.table_limits import FileLimits
 from service.tables import ScoredTable, model_columns, output_filename, score_table
-from tests.support.api import load_tiny_model
+from testkit.api import load_tiny_model
 
 HEADER = "transaction_id,timestamp,customer_id,terminal_id,amount"
 ROW = "t1,2018-04-01T10:00:00,C1,T1,12.5"

@@ -27,8 +27,8 @@ from service.errors import ApiError
 from service.scoring import Scorer
 from service.table_limits import FileLimits
 from service.tables import score_table
-from tests.support.api import load_tiny_model
-from tests.support.tools import REPO_ROOT
+from testkit.api import load_tiny_model
+from testkit.tools import REPO_ROOT
 
 #: Peak RSS allowed for scoring (refusing) one bomb in a fresh interpreter, in MiB: the
 #: interpreter with numpy and pyarrow loaded is about 100 MiB of it.

@@ -14,8 +14,8 @@ import yaml
 
 from fraud_contract import AGGREGATE_FIELDS, columns_from_records, compute_features
 from fraud_contract.artifact import load_card
-from tests.support.models import train_tiny_model
-from tests.support.tools import REPO_ROOT
+from testkit.models import train_tiny_model
+from testkit.tools import REPO_ROOT
 from training.evaluation import CostModel, card_precision_at_k, recall_at_fpr
 from training.protocol import Period, clean_test, handbook_periods, select
 from training.simulation_pipeline import simulate_with_aggregates

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.tools import REPO_ROOT
+from testkit.tools import REPO_ROOT
 
 
 def train_tiny_model(bentoml_home: Path, timeout: float = 600) -> str:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.net import wait_for_http
+from testkit.net import wait_for_http
 
 
 @dataclass

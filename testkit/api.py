@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fraud_contract.api import READY_PATH
-from tests.support.process import ServerProcess, python_command, running_server
-from tests.support.tools import REPO_ROOT
+from testkit.process import ServerProcess, python_command, running_server
+from testkit.tools import REPO_ROOT
 
 if TYPE_CHECKING:
     from service.model import LoadedModel
@@ -90,7 +90,7 @@ def served_api(
     """Serve the API from ``bentoml_home``'s model store; yield its base URL once ready.
 
     Args:
-        bentoml_home: BentoML home holding the model (``tests.support.models``).
+        bentoml_home: BentoML home holding the model (``testkit.models``).
         port: a free port (the ``port`` fixture).
         workers: API worker processes (``FRAUD_WORKERS``).
         env: extra environment, e.g. ``{"FRAUD_API_KEYS": "k1"}``.
@@ -111,7 +111,7 @@ def tiny_model_tag(bentoml_home: Path) -> str:
     Trained once per test process and copied into each requested home: training is the slow
     part of every fixture that needs a model.
     """
-    from tests.support.models import train_tiny_model  # noqa: PLC0415
+    from testkit.models import train_tiny_model  # noqa: PLC0415
 
     if "tiny" not in _TRAINED:
         source = Path(tempfile.mkdtemp(prefix="tiny-model-"))

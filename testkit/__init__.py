@@ -1,0 +1,1 @@
+"""Helpers shared by the tests and the load tests: ports, tools, managed servers, tiny models."""

@@ -1,1 +1,0 @@
-"""Test helpers shared by every tier: free ports, tool requirements, managed subprocesses."""
