@@ -151,23 +151,9 @@ class LabelEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredDecision:
-    """A decision read back from the ledger."""
+class StoredDecision(Decision):
+    """A decision read back from the ledger: the decision, and when PostgreSQL stored it."""
 
-    transaction_id: str
-    event_time: datetime
-    card_hash: str
-    terminal_id: str
-    amount: float
-    probability: float
-    is_fraud: bool
-    risk_band: str
-    threshold: float
-    model_tag: str
-    reasons: list[dict[str, Any]] | None
-    request_id: str | None
-    history_used: bool
-    recorded_at: datetime
     stored_at: datetime
 
 
