@@ -145,6 +145,8 @@ def analyse(samples: list[Sample], phases: list[Phase], p99_bound_ms: float) -> 
         "requests": len(samples),
         "achieved_rps_during_overload": len(during) / phases[1].seconds,
         "overload_p99_ms": summarise(during, 1.0, 0.0)["p99_ms"],
+        # What the requests let in during the overload waited: admission's promise.
+        "admitted_p99_ms": summarise([s for s in during if s.ok], 1.0, 0.0)["p99_ms"],
         "errors_before_overload": sum(not s.ok for s in samples if s.at - origin < overload_start),
         "rejections": whole["rejections"],
         "other_errors": whole["errors"] - whole["rejections"],

@@ -96,3 +96,11 @@ def test_results_parse_and_judge_the_body() -> None:
     assert [s.at for s in samples] == [1.0, 2.0, 3.0]  # sorted by send time
     assert [s.latency_ms for s in samples] == [1.5, 3.0, 2.0]
     assert [(s.status, s.ok) for s in samples] == [(503, False), (200, True), (200, False)]
+
+
+def test_admitted_p99_counts_only_the_answers_let_in_during_the_overload() -> None:
+    # Rejections at 50 ms during the overload must not show in the admitted requests' p99.
+    bad = dict.fromkeys(range(5, 15), (5, 50.0))
+    result = overload.analyse(timeline(bad), PHASES, p99_bound_ms=15.0)
+    assert result["admitted_p99_ms"] == 2.0
+    assert result["overload_p99_ms"] == 50.0
