@@ -83,12 +83,25 @@ def decode_batch(body: bytes, *, max_rows: int = MAX_BATCH_TRANSACTIONS) -> Tran
     """A ``{"transactions": [...]}`` body (1 to ``max_rows`` transactions) as columns.
 
     Raises:
-        ApiError: as :func:`decode_transaction`, field paths prefixed by
-            ``transactions.<index>``; 422 for an empty list or more than ``max_rows``.
+        ApiError: as :func:`decode_transactions`.
     """
     columns = _columns_if_plainly_valid(body, max_rows)
     if columns is not None:
         return columns
+    rows = decode_transactions(body, max_rows=max_rows)
+    return TransactionColumns(columns_from_records(rows), [t.transaction_id for t in rows])
+
+
+def decode_transactions(
+    body: bytes, *, max_rows: int = MAX_BATCH_TRANSACTIONS
+) -> list[Transaction]:
+    """A ``{"transactions": [...]}`` body as validated transactions (for callers that need the
+    card and terminal ids, which the column form does not keep).
+
+    Raises:
+        ApiError: as :func:`decode_transaction`, field paths prefixed by
+            ``transactions.<index>``; 422 for an empty list or more than ``max_rows``.
+    """
     _reject_repeated_keys(body, None)
     try:
         batch = BatchRequest.model_validate_json(body)
@@ -109,7 +122,7 @@ def decode_batch(body: bytes, *, max_rows: int = MAX_BATCH_TRANSACTIONS) -> Tran
             ],
             reason="batch_size",
         )
-    return TransactionColumns(columns_from_records(rows), [t.transaction_id for t in rows])
+    return list(rows)
 
 
 # ---- the column path ------------------------------------------------------------------------

@@ -26,13 +26,12 @@ from fraud_contract.api import (
     SCORE_BATCH_PATH,
     SCORE_FILE_PATH,
     SCORE_PATH,
-    BatchRequest,
 )
 from service import bentoml_bridge, decisions, docs_pages
 from service.asgi import Reply, Request, check_json_content_type, read_body, replay
 from service.enrichment import annotate
 from service.errors import InvalidInput, NotReady, UnsupportedMedia
-from service.json_input import decode_batch, decode_transaction
+from service.json_input import decode_batch, decode_transaction, decode_transactions
 from service.logs import LOGGER_NAME
 
 if TYPE_CHECKING:
@@ -112,8 +111,7 @@ def _score_batch_stateful(
     runtime: Runtime, body: bytes, explain: bool, request_id: str
 ) -> tuple[list[dict[str, Any]], StepTimes]:
     """A batch scored with the history store and/or recorded in the ledger (needs the ids)."""
-    decode_batch(body)  # the strict checks and the contract's errors, as without them
-    transactions = list(BatchRequest.model_validate_json(body).transactions)
+    transactions = decode_transactions(body)
     states = None
     if runtime.history is not None:
         runtime.history.check(transactions, prefix="transactions.")
