@@ -48,6 +48,11 @@ data: env ## Simulate transactions for PRESET (demo|test|full) into data/PRESET 
 train: env ## Train the default model (demo preset) into the BentoML model store
 	$(RUN) fraud-train --preset $(PRESET)
 
+.PHONY: retrain
+retrain: env ## Train on what the service served: the decision ledger (FRAUD_DATABASE_URL, else make demo's) and its labels -> data/ledger/
+	$(PY) -m training.ledger_data --out data/ledger/transactions.parquet
+	$(RUN) fraud-train --data data/ledger/transactions.parquet --report-dir data/ledger/report
+
 .PHONY: model-benchmark
 model-benchmark: env ## Handbook protocol on the full-size simulation -> reports/model-benchmark.json
 	$(RUN) fraud-benchmark --out reports/model-benchmark.json
