@@ -10,6 +10,7 @@ Public API (see docs/history.md)::
     store.close()
 """
 
+from service.history.codec import check_row
 from service.history.model import (
     AGGREGATE_NAMES,
     Aggregates,
@@ -23,7 +24,7 @@ from service.history.model import (
     RawTransaction,
     event_seconds,
 )
-from service.history.store import HistoryStore, check_row
+from service.history.store import HistoryStore
 
 __all__ = [
     "AGGREGATE_NAMES",

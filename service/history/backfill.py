@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from service.history.codec import CARD as _CARD
+from service.history.codec import TERMINAL as _TERMINAL
+from service.history.codec import transaction_tag
 from service.history.model import MAX_SECONDS, BackfillReport, InvalidHistoryRowError
-from service.history.store import _CARD, _TERMINAL, HistoryStore, transaction_tag
+from service.history.store import HistoryStore
 
 if TYPE_CHECKING:
     import pandas as pd
