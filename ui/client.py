@@ -8,9 +8,12 @@ analyst as is (no stack traces, no status-code jargon beyond what helps).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
@@ -30,7 +33,28 @@ from fraud_contract.api import (
     ModelInfo,
     ScoreResult,
 )
+from ui.ledger import (
+    ALERTS_PATH,
+    ANALYST_SOURCE,
+    DECISIONS_PREFIX,
+    LABELS_PATH,
+    AlertPage,
+    DecisionView,
+    LabelOutcome,
+    LabelValue,
+)
 from ui.settings import UISettings
+
+PageOrView = TypeVar("PageOrView", AlertPage, DecisionView)
+
+NO_LEDGER: Final = (
+    "This API keeps no decision ledger (FRAUD_DATABASE_URL is not set on the API), so there "
+    "is no alert queue to work on and labels cannot be sent."
+)
+LEDGER_DOWN: Final = (
+    "The decision ledger (PostgreSQL) is unreachable at the moment. The API keeps scoring and "
+    "keeps every decision in its spool; try again in a moment."
+)
 
 
 class APIError(Exception):
@@ -84,6 +108,24 @@ def describe_error_body(response: httpx.Response) -> str:
     return f"The scoring API answered HTTP {status}."
 
 
+def describe_ledger_error(response: httpx.Response, *, lookup: bool = False) -> str:
+    """Plain sentence for a failed ledger call: no ledger (404), ledger unreachable (503).
+
+    ``lookup``: the call looked up one transaction, where a 404 may also mean "no decision
+    for this id", which the API's own message says.
+    """
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if response.status_code == 503 and error == "ledger_unavailable":
+        return LEDGER_DOWN
+    if response.status_code == 404 and not lookup:
+        return NO_LEDGER
+    return describe_error_body(response)
+
+
 class ScoringClient:
     """Synchronous client for the scoring API (Gradio runs handlers in worker threads)."""
 
@@ -103,7 +145,14 @@ class ScoringClient:
         """Close pooled connections."""
         self._http.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        describe: Callable[[httpx.Response], str] = describe_error_body,
+        **kwargs: Any,
+    ) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
@@ -115,7 +164,7 @@ class ScoringClient:
         except httpx.TransportError as exc:
             raise APIError(self._unreachable()) from exc
         if response.status_code >= 400:
-            raise APIError(describe_error_body(response), status=response.status_code)
+            raise APIError(describe(response), status=response.status_code)
         return response
 
     def _unreachable(self) -> str:
@@ -174,3 +223,65 @@ class ScoringClient:
     def metrics_text(self) -> str:
         """The API's Prometheus exposition text."""
         return self._request("GET", METRICS_PATH).text
+
+    # ---- Decision ledger (the Alerts tab) -----------------------------------------------------
+    def alerts(self, *, limit: int, cursor: str | None = None) -> AlertPage:
+        """One page of the alert queue (flagged, not yet labelled, newest first)."""
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        response = self._request("GET", ALERTS_PATH, params=params, describe=_ledger_listing)
+        return _parse(AlertPage, response, "an alert page")
+
+    def recent_alerts(self, *, limit: int) -> AlertPage:
+        """The newest flagged decisions, labelled or not (the recent-history tables)."""
+        response = self._request(
+            "GET", ALERTS_PATH, params={"limit": limit, "all": "true"}, describe=_ledger_listing
+        )
+        return _parse(AlertPage, response, "an alert page")
+
+    def decision(self, transaction_id: str) -> DecisionView:
+        """A transaction's decisions (one per model) and its label events."""
+        response = self._request(
+            "GET", DECISIONS_PREFIX + quote(transaction_id, safe=""), describe=_ledger_lookup
+        )
+        return _parse(DecisionView, response, "a decision")
+
+    def send_label(
+        self, transaction_id: str, label: LabelValue, *, reported_at: datetime | None = None
+    ) -> LabelOutcome:
+        """Label one transaction as the analyst (source ``analyst``, reported now in UTC)."""
+        when = (reported_at or datetime.now(UTC)).isoformat()
+        body = {
+            "labels": [
+                {
+                    "transaction_id": transaction_id,
+                    "label": label,
+                    "reported_at": when,
+                    "source": ANALYST_SOURCE,
+                }
+            ]
+        }
+        response = self._request("POST", LABELS_PATH, json=body, describe=_ledger_listing)
+        try:
+            outcomes = response.json()["outcomes"]
+            return LabelOutcome.model_validate(outcomes[0])
+        except (ValueError, KeyError, IndexError, TypeError, ValidationError) as exc:
+            raise APIError(
+                "The scoring API sent a label answer the UI does not understand."
+            ) from exc
+
+
+def _ledger_listing(response: httpx.Response) -> str:
+    return describe_ledger_error(response)
+
+
+def _ledger_lookup(response: httpx.Response) -> str:
+    return describe_ledger_error(response, lookup=True)
+
+
+def _parse(model: type[PageOrView], response: httpx.Response, what: str) -> PageOrView:
+    try:
+        return model.model_validate(response.json())
+    except (ValueError, ValidationError) as exc:
+        raise APIError(f"The scoring API sent {what} the UI does not understand.") from exc

@@ -20,6 +20,7 @@ import gradio as gr
 import pandas as pd
 
 from fraud_contract.api import SCORE_COLUMNS
+from ui.alerts import AlertHandlers
 from ui.client import APIError, ScoringClient
 from ui.form import build_transaction
 from ui.render import (
@@ -81,6 +82,7 @@ class Handlers:
         self._band_names: list[str] | None = None
         self._workdir = Path(tempfile.mkdtemp(prefix="fraud-ui-"))
         self._replay: Replay | None = None
+        self.alerts = AlertHandlers(client)
 
     def _guard(self, action: Callable[[], T], on_error: Callable[[str], T]) -> T:
         try:

@@ -1,4 +1,4 @@
-"""The page: five tabs (Score, Live, Batch, Model, Service) and their handlers."""
+"""The page: six tabs (Score, Live, Alerts, Batch, Model, Service) and their handlers."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import gradio as gr
 import pandas as pd
 
 from fraud_contract import AGGREGATE_FIELDS, TRANSACTION_FIELDS
+from ui.alerts import AlertHandlers, AlertsState
+from ui.alerts_render import AGGREGATE_COLUMNS as ALERT_AGGREGATE_COLUMNS
+from ui.alerts_render import LABEL_EFFECT, QUEUE_COLUMNS
 from ui.form import (
     FORM_FIELDS,
     IDENTITY_FIELDS,
@@ -50,6 +53,11 @@ CSS: Final = """
   border-left:4px solid #6366f1; }
 .fraud-history[data-history=unavailable], .fraud-history[data-history=none] {
   border-left-color:#f59e0b; background:#fffbeb; }
+.fraud-reasons { border-collapse:collapse; width:100%; }
+.fraud-reasons caption { text-align:left; font-weight:600; color:#334155; padding-bottom:4px; }
+.fraud-reasons td, .fraud-reasons th { padding:3px 8px; border-bottom:1px solid #e2e8f0; }
+.fraud-num { text-align:right; font-variant-numeric:tabular-nums; }
+.fraud-bar-cell { width:40%; } .fraud-bar { display:inline-block; height:12px; border-radius:3px; }
 """
 
 
@@ -129,6 +137,8 @@ def build_blocks(
                 # Refreshed when the tab is opened, not at page load: its charts must not be
                 # drawn while the tab is not mounted.
                 _live_tab(handlers, live_tab)
+            with gr.Tab("Alerts", id="alerts", elem_id="tab-alerts") as alerts_tab:
+                _alerts_tab(handlers.alerts, alerts_tab)
             with gr.Tab("Batch", id="batch", elem_id="tab-batch"):
                 _batch_tab(handlers, examples)
             with gr.Tab("Model", id="model", elem_id="tab-model") as model_tab:
@@ -243,6 +253,92 @@ def _live_tab(handlers: Handlers, tab: gr.Tab) -> None:
     }
     timer.tick(**event)
     tab.select(**event)
+
+
+def _alerts_tab(alerts: AlertHandlers, tab: gr.Tab) -> None:
+    gr.Markdown(
+        "The queue of alerts not yet labelled, from the API's decision ledger, newest "
+        "transaction first. Click a row to open it: the decision, its top reasons (TreeSHAP), "
+        "the history aggregates the model saw and the other recent alerts of the card and the "
+        "terminal. Then label it."
+    )
+    queue_state = gr.State(AlertsState())
+    opened = gr.State("")
+    with gr.Row():
+        refresh = gr.Button("Refresh", size="sm", elem_id="alerts-refresh")
+        newest = gr.Button("Newest", size="sm", elem_id="alerts-newest")
+        newer = gr.Button("◀ Newer", size="sm", elem_id="alerts-newer")
+        older = gr.Button("Older ▶", size="sm", elem_id="alerts-older")
+    status = gr.HTML(elem_id="alerts-status")
+    queue = gr.Dataframe(
+        pd.DataFrame(columns=list(QUEUE_COLUMNS)),
+        label="Alert queue (not labelled yet; click a row to open it)",
+        elem_id="alerts-queue",
+        interactive=False,
+    )
+    page_info = gr.HTML(elem_id="alerts-page-info")
+    with gr.Row():
+        pick = gr.Dropdown(
+            choices=[],
+            label="Transaction on this page",
+            elem_id="alerts-pick",
+            allow_custom_value=True,
+            scale=3,
+        )
+        open_button = gr.Button("Open", elem_id="alerts-open", scale=1)
+    detail_status = gr.HTML(elem_id="alert-status")
+    with gr.Row():
+        with gr.Column(scale=3):
+            decision = gr.HTML(elem_id="alert-decision")
+            with gr.Row():
+                fraud = gr.Button("Fraud", variant="stop", interactive=False, elem_id="alert-fraud")
+                genuine = gr.Button(
+                    "Genuine", variant="secondary", interactive=False, elem_id="alert-genuine"
+                )
+            gr.Markdown(LABEL_EFFECT, elem_id="alert-label-effect")
+            label_events = gr.HTML(elem_id="alert-labels")
+        with gr.Column(scale=2):
+            reasons = gr.HTML(elem_id="alert-reasons")
+            aggregates = gr.Dataframe(
+                pd.DataFrame(columns=list(ALERT_AGGREGATE_COLUMNS)),
+                label="History aggregates the model saw (those among the top reasons)",
+                elem_id="alert-aggregates",
+                interactive=False,
+            )
+    history_note = gr.HTML(elem_id="alert-history-note")
+    with gr.Row():
+        card_history = gr.Dataframe(
+            label="Other recent alerts of this card", elem_id="alert-card-history"
+        )
+        terminal_history = gr.Dataframe(
+            label="Other recent alerts at this terminal", elem_id="alert-terminal-history"
+        )
+    queue_out = [status, queue, page_info, pick, queue_state]
+    detail_out = [
+        detail_status,
+        decision,
+        reasons,
+        aggregates,
+        card_history,
+        terminal_history,
+        history_note,
+        label_events,
+        fraud,
+        genuine,
+        opened,
+    ]
+    quiet: dict[str, Any] = {"show_progress": "hidden"}
+    tab.select(alerts.refresh, inputs=queue_state, outputs=queue_out, **quiet)
+    refresh.click(alerts.refresh, inputs=queue_state, outputs=queue_out, **quiet)
+    newest.click(alerts.first, inputs=queue_state, outputs=queue_out, **quiet)
+    newer.click(alerts.newer, inputs=queue_state, outputs=queue_out, **quiet)
+    older.click(alerts.older, inputs=queue_state, outputs=queue_out, **quiet)
+    queue.select(alerts.open_row, inputs=queue_state, outputs=detail_out, **quiet)
+    open_button.click(alerts.open, inputs=pick, outputs=detail_out, **quiet)
+    for button, action in ((fraud, alerts.label_fraud), (genuine, alerts.label_genuine)):
+        button.click(action, inputs=opened, outputs=detail_out, **quiet).then(
+            alerts.refresh, inputs=queue_state, outputs=queue_out, **quiet
+        )
 
 
 def _batch_tab(handlers: Handlers, examples: Sequence[Example]) -> None:
