@@ -49,9 +49,8 @@ train: env ## Train the default model (demo preset) into the BentoML model store
 	$(RUN) fraud-train --preset $(PRESET)
 
 .PHONY: retrain
-retrain: env ## Train on what the service served: the decision ledger (FRAUD_DATABASE_URL, else make demo's) and its labels -> data/ledger/
-	$(PY) -m training.ledger_data --out data/ledger/transactions.parquet
-	$(RUN) fraud-train --data data/ledger/transactions.parquet --report-dir data/ledger/report
+retrain: env ## Challenger trained on the decision ledger (FRAUD_DATABASE_URL, else make demo's) and its labels; saved only if it beats the serving model -> data/ledger/retrain.md
+	$(PY) -m training.retrain --out-dir data/ledger
 
 .PHONY: model-benchmark
 model-benchmark: env ## Handbook protocol on the full-size simulation -> reports/model-benchmark.json

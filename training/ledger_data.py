@@ -1,6 +1,6 @@
-"""Retrain from what the service served: the decision ledger as a labelled transactions file.
+"""The decision ledger as a labelled transactions file (what ``make retrain`` trains on).
 
-``python -m training.ledger_data --out PATH`` reads the ledger's ``decisions`` joined with each
+:func:`export_ledger` reads the ledger's ``decisions`` joined with each
 transaction's latest label (PostgreSQL, ``FRAUD_DATABASE_URL``) and writes the table
 ``fraud-train --data`` reads (docs/ledger.md, "Retraining"):
 
@@ -18,9 +18,7 @@ With no database URL and a ``make demo`` ledger on disk, the demo's embedded Pos
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,10 +28,8 @@ import pandas as pd
 import psycopg
 
 from fraud_contract.windows import LABEL_DELAY_DAYS
-from training.transactions_file import EXIT_DATA_ERROR, DataError
+from training.transactions_file import DataError
 
-#: Exit status when the database cannot be reached (``EX_UNAVAILABLE`` of sysexits.h).
-EXIT_UNAVAILABLE: Final = 69
 #: Where ``make demo`` keeps its embedded PostgreSQL (scripts/demo.py).
 DEMO_DATABASE_DIR: Final = Path(__file__).resolve().parents[1] / ".tools" / "demo" / "postgres"
 
@@ -114,38 +110,3 @@ def database_url(given: str | None) -> str:
         return start_embedded(DEMO_DATABASE_DIR)
     msg = "no ledger: set FRAUD_DATABASE_URL (or --database-url), or run `make demo` first"
     raise DataError(msg)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point: export the ledger for ``fraud-train --data``."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", type=Path, required=True, help="Parquet (or .csv) to write")
-    parser.add_argument(
-        "--database-url", default=None, help="PostgreSQL URI (default: FRAUD_DATABASE_URL)"
-    )
-    parser.add_argument(
-        "--label-delay-days",
-        type=int,
-        default=LABEL_DELAY_DAYS,
-        help="leave out the newest transactions whose labels may not have arrived yet",
-    )
-    args = parser.parse_args(argv)
-    try:
-        done = export_ledger(database_url(args.database_url), args.out, args.label_delay_days)
-    except DataError as exc:
-        print(f"ledger export: error: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_DATA_ERROR) from None
-    except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"ledger export: cannot read the ledger: {first}", file=sys.stderr)
-        raise SystemExit(EXIT_UNAVAILABLE) from None
-    print(
-        f"ledger export: {done.rows} transactions up to {done.cutoff} "
-        f"({done.frauds} fraud, {done.labelled} labelled) -> {done.path}"
-    )
-
-
-if __name__ == "__main__":
-    main()

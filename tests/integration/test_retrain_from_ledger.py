@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -17,9 +21,10 @@ from psycopg.conninfo import make_conninfo
 from fraud_contract.windows import LABEL_DELAY_DAYS
 from service.ledger.embedded import start_embedded, stop_embedded
 from service.ledger.migrate import migrate
-from training.ledger_data import EXIT_UNAVAILABLE, export_ledger, main
+from testkit.tools import REPO_ROOT
+from training.ledger_data import export_ledger
+from training.retrain import EXIT_UNAVAILABLE, main
 from training.simulator import preset, simulate
-from training.train import train
 from training.transactions_file import EXIT_DATA_ERROR, DataError
 
 pytestmark = pytest.mark.integration
@@ -107,10 +112,48 @@ def test_the_ledger_exports_labelled_transactions_and_a_model_trains_on_them(
     assert got["is_fraud"].tolist() == expected["is_fraud"].astype(int).tolist()
     assert done.frauds == int(expected["is_fraud"].sum())
 
-    result = train(data=out, save=False, progress=False)
-    assert result.card.dataset["source"]["kind"] == "file"
-    assert result.card.dataset["source"]["rows"] == len(expected)
-    assert result.card.metrics["auc_roc"] > 0.7  # the test world's frauds are learnable
+
+def retrain(url: str, home: Path, out: Path) -> tuple[dict, str]:
+    """``python -m training.retrain`` against ``url`` with the model store in ``home``."""
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    env.pop("FRAUD_MODEL_TAG", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "training.retrain", "--database-url", url, "--out-dir", str(out)],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "retrain.json").read_text()), done.stdout
+
+
+def test_retraining_saves_a_challenger_only_when_it_beats_the_serving_model(
+    server_url: str, tmp_path: Path
+) -> None:
+    url = fresh_database(server_url, "retrain_models")
+    fill_ledger(url, simulate(preset("test")))
+    home = tmp_path / "bentoml"
+
+    first, _ = retrain(url, home, tmp_path / "first")
+    assert first["decision"] == "saved"
+    assert first["champion_tag"] is None
+    assert first["challenger"]["auc_roc"] > 0.7  # the test world's frauds are learnable
+    assert first["test_frauds"] > 0
+    saved = first["challenger_tag"]
+    assert (home / "models" / saved.replace(":", "/")).is_dir()
+
+    # The same ledger again: an identical challenger is not better than the model it would
+    # replace, so the store keeps serving the first one.
+    second, out = retrain(url, home, tmp_path / "second")
+    assert second["champion_tag"] == saved
+    assert second["champion"] == second["challenger"] == first["challenger"]
+    assert second["decision"] == "kept"
+    assert second["challenger_tag"] is None
+    assert out.splitlines()[-1] == saved
+    assert "kept" in (tmp_path / "second" / "retrain.md").read_text()
 
 
 def test_an_empty_ledger_says_there_is_nothing_to_train_on(
@@ -120,7 +163,7 @@ def test_an_empty_ledger_says_there_is_nothing_to_train_on(
     with pytest.raises(DataError, match="no decision older than the label delay"):
         export_ledger(url, tmp_path / "out.parquet")
     with pytest.raises(SystemExit) as exited:
-        main(["--out", str(tmp_path / "out.parquet"), "--database-url", url])
+        main(["--out-dir", str(tmp_path), "--database-url", url])
     assert exited.value.code == EXIT_DATA_ERROR
     assert "nothing to train on yet" in capsys.readouterr().err
 
@@ -130,8 +173,8 @@ def test_an_unreachable_database_is_one_line_and_its_own_exit_code(
 ) -> None:
     url = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
     with pytest.raises(SystemExit) as exited:
-        main(["--out", str(tmp_path / "out.parquet"), "--database-url", url])
+        main(["--out-dir", str(tmp_path), "--database-url", url])
     assert exited.value.code == EXIT_UNAVAILABLE
     err = capsys.readouterr().err
-    assert err.startswith("ledger export: cannot read the ledger:")
+    assert err.startswith("retrain: cannot read the ledger:")
     assert len(err.strip().splitlines()) == 1
