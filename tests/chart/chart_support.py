@@ -86,13 +86,23 @@ def one(manifests: list[Manifest], kind: str, name_suffix: str = "") -> Manifest
     return found[0]
 
 
+def pod_template(manifest: Manifest) -> dict[str, Any] | None:
+    """The pod template of a workload, Job or CronJob (``None`` for other kinds)."""
+    if manifest["kind"] in (*WORKLOAD_KINDS, "Job"):
+        return dict(manifest["spec"]["template"])
+    if manifest["kind"] == "CronJob":
+        return dict(manifest["spec"]["jobTemplate"]["spec"]["template"])
+    return None
+
+
 def pod_specs(
     manifests: list[Manifest],
 ) -> Iterator[tuple[Manifest, dict[str, Any], dict[str, str]]]:
-    """(owner manifest, pod spec, pod labels) of every Deployment/StatefulSet template and Pod."""
+    """(owner manifest, pod spec, pod labels) of every pod the chart makes: the templates of
+    Deployments, StatefulSets, Jobs and CronJobs, and bare Pods."""
     for manifest in manifests:
-        if manifest["kind"] in WORKLOAD_KINDS:
-            template = manifest["spec"]["template"]
+        template = pod_template(manifest)
+        if template is not None:
             yield manifest, template["spec"], template["metadata"]["labels"]
         elif manifest["kind"] == "Pod":
             yield manifest, manifest["spec"], manifest["metadata"]["labels"]

@@ -111,6 +111,67 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ $h.timeoutSeconds | quote }}
 {{- end }}
 
+{{/* The Secret with the ledger's database URI: the operator's, or the chart's from ledger.database.url. */}}
+{{- define "fraud-detection.ledger.secretName" -}}
+{{- default (printf "%s-ledger-db" (include "fraud-detection.fullname" . | trunc 53 | trimSuffix "-")) .Values.ledger.database.existingSecret }}
+{{- end }}
+{{- define "fraud-detection.ledger.secretKey" -}}
+{{- if .Values.ledger.database.existingSecret }}{{ .Values.ledger.database.existingSecretKey }}{{ else }}url{{ end }}
+{{- end }}
+
+{{/* FRAUD_DATABASE_URL and the FRAUD_LEDGER_* settings every ledger container shares. */}}
+{{- define "fraud-detection.ledgerEnv" -}}
+{{- $l := .Values.ledger }}
+- name: FRAUD_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fraud-detection.ledger.secretName" . }}
+      key: {{ include "fraud-detection.ledger.secretKey" . }}
+- name: FRAUD_LEDGER_POOL_MIN_SIZE
+  value: {{ $l.database.poolMinSize | quote }}
+- name: FRAUD_LEDGER_POOL_MAX_SIZE
+  value: {{ $l.database.poolMaxSize | quote }}
+- name: FRAUD_LEDGER_CONNECT_TIMEOUT_S
+  value: {{ $l.database.connectTimeoutSeconds | quote }}
+- name: FRAUD_LEDGER_RETENTION_DAYS
+  value: {{ $l.retentionDays | quote }}
+{{- end }}
+
+{{/* A ledger Job's pod spec: call with (dict "ctx" $ "command" "migrate" "resources" ...). */}}
+{{- define "fraud-detection.ledgerJobPod" -}}
+{{- $ := .ctx }}
+{{- with $.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+automountServiceAccountToken: false
+restartPolicy: Never
+securityContext:
+  {{- include "fraud-detection.podSecurityContext" $ | nindent 2 }}
+containers:
+  - name: {{ .command }}
+    # The API image holds the ledger's CLI and its migrations (the same version as the API).
+    image: {{ include "fraud-detection.image" (dict "ctx" $ "image" $.Values.api.image) | quote }}
+    imagePullPolicy: {{ $.Values.api.image.pullPolicy }}
+    # The Bento's source directory, where `service` is importable (the image's entrypoint,
+    # which starts the server, is replaced).
+    workingDir: /home/bentoml/bento/src
+    command: ["python", "-m", "service.ledger", {{ .command | quote }}]
+    env:
+      {{- include "fraud-detection.ledgerEnv" $ | nindent 6 }}
+    resources:
+      {{- toYaml .resources | nindent 6 }}
+    securityContext:
+      {{- include "fraud-detection.containerSecurityContext" $ | nindent 6 }}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: 16Mi
+{{- end }}
+
 {{- define "fraud-detection.secretName" -}}
 {{- default (printf "%s-auth" (include "fraud-detection.fullname" .)) .Values.auth.existingSecret }}
 {{- end }}
@@ -200,6 +261,26 @@ seccompProfile:
 {{- else if $h.valkey.enabled }}
 {{- fail "history.valkey.enabled needs history.enabled" }}
 {{- end }}
+{{- $l := .Values.ledger }}
+{{- if $l.enabled }}
+{{- if eq (ternary 1 0 (ne $l.database.existingSecret "")) (ternary 1 0 (ne $l.database.url "")) }}
+{{- fail "ledger.enabled needs exactly one database: ledger.database.existingSecret or ledger.database.url" }}
+{{- end }}
+{{- if lt (int $l.database.poolMaxSize) (int $l.database.poolMinSize) }}
+{{- fail "ledger.database.poolMaxSize must be >= ledger.database.poolMinSize" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Egress rule to the ledger's PostgreSQL: ledger.database.egressTo, or any address on its port. */}}
+{{- define "fraud-detection.ledgerEgress" -}}
+- ports:
+    - port: {{ .Values.ledger.database.port }}
+      protocol: TCP
+  {{- with .Values.ledger.database.egressTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
 
 {{/* Egress rule allowing DNS lookups through the cluster DNS. */}}
