@@ -132,16 +132,25 @@ kind-rate-limit-check: ## Through the kind Gateway: the API answers, and one cli
 	bash k8s/check-rate-limit.sh
 
 .PHONY: cluster-build
-cluster-build: ## Build (cached) etcd, kube-apiserver/controller-manager/scheduler, kubectl, kwok (cluster/)
+cluster-build: ## Build (cached) etcd, kube-apiserver/controller-manager/scheduler, kubectl, kwok, kubelet, kube-proxy, CoreDNS (cluster/)
 	bash cluster/build.sh
 
+# 1: `make cluster-up` adds the real node (kubelet + containerd on this machine, needs root and
+# `make system-deps`); 0: kwok nodes only.
+CLUSTER_REAL_NODE ?= 1
+
 .PHONY: cluster-up
-cluster-up: cluster-build ## Start a local control plane with kwok nodes; kubeconfig: .tools/cluster/kubeconfig
-	bash cluster/up.sh
+cluster-up: cluster-build ## Start a local control plane with kwok nodes and one real node (CLUSTER_REAL_NODE=0: kwok only); kubeconfig: .tools/cluster/kubeconfig
+	CLUSTER_REAL_NODE=$(CLUSTER_REAL_NODE) bash cluster/up.sh
 
 .PHONY: cluster-down
-cluster-down: ## Stop and delete the local control plane started by cluster-up
+cluster-down: ## Stop and delete the local cluster started by cluster-up, real node included (processes, mounts, bridge, iptables)
 	bash cluster/down.sh
+
+.PHONY: test-node
+test-node: env ## The chart's API on the real node of `make cluster-up` (real image, probes, Service): tests/node
+	$(MAKE) cluster-up
+	$(RUN) pytest tests/node
 
 ##@ Delivery (compose, Kubernetes, releases)
 # Compose CLI: `docker compose` when a Docker daemon answers, else podman-compose (test group).

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build (or reuse) the control-plane binaries pinned in cluster/versions.env into .tools/cluster/bin:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (kwokctl shells out to it;
-#   from cluster/components/go.mod), kwok, kwokctl (go install of sigs.k8s.io/kwok) and metrics-server
-#   (go install of sigs.k8s.io/metrics-server: serves metrics.k8s.io from kwok's simulated usage).
+#   from cluster/components/go.mod), kwok, kwokctl (go install of sigs.k8s.io/kwok), metrics-server
+#   (go install of sigs.k8s.io/metrics-server: serves metrics.k8s.io from kwok's simulated usage), and for
+#   the real node beside the kwok nodes: kubelet and kube-proxy (same module and version as the control
+#   plane) and CoreDNS (go install of github.com/coredns/coredns).
 # The Go module cache (~/go/pkg/mod) and build cache (~/.cache/go-build) stay in their default places,
 # so a second build on the same machine is fast; a stamp file skips even the link step when nothing
 # changed. Builds run under `nice -n 19` with limited parallelism: the machine's cores are shared.
@@ -27,7 +29,8 @@ if [ "$(printf '%s\n%s\n' "$go_required" "$go_have" | sort -V | head -n 1)" != "
   exit 1
 fi
 
-binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl metrics-server)
+binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl metrics-server
+  kubelet kube-proxy coredns)
 stamp_value=$(cat cluster/versions.env cluster/components/go.mod cluster/components/go.sum cluster/build.sh |
   sha256sum | cut -d' ' -f1)-$(go env GOVERSION)
 stamp_file="$BIN_DIR/.build-stamp"
@@ -55,14 +58,16 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 start=$(date +%s)
-echo "building Kubernetes ${KUBE_VERSION} control plane + etcd ${ETCD_VERSION} into $BIN_DIR (-p $GO_PARALLEL)"
+echo "building Kubernetes ${KUBE_VERSION} control plane, kubelet, kube-proxy + etcd ${ETCD_VERSION} into $BIN_DIR (-p $GO_PARALLEL)"
 (
   cd cluster/components
   "${go_build[@]}" -ldflags "$ldflags" -o "$BIN_DIR/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler \
-    k8s.io/kubernetes/cmd/kubectl
+    k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kube-proxy
   "${go_build[@]}" -ldflags "-s -w" -o "$BIN_DIR/etcd" go.etcd.io/etcd/server/v3
 )
 echo "building kwok ${KWOK_VERSION}"
@@ -75,6 +80,11 @@ ms_ldflags="-s -w -X k8s.io/client-go/pkg/version.gitVersion=${METRICS_SERVER_VE
 ms_ldflags+=" -X k8s.io/client-go/pkg/version.buildDate=${build_date}"
 GOBIN="$BIN_DIR" nice -n 19 go install -p "$GO_PARALLEL" -trimpath -ldflags "$ms_ldflags" \
   "sigs.k8s.io/metrics-server/cmd/metrics-server@${METRICS_SERVER_VERSION}"
+
+echo "building CoreDNS ${COREDNS_VERSION}"
+# Cluster DNS for the real node's pods, run as a host process (its go.mod has no replace directives).
+GOBIN="$BIN_DIR" nice -n 19 go install -p "$GO_PARALLEL" -trimpath -ldflags "-s -w" \
+  "github.com/coredns/coredns@${COREDNS_VERSION}"
 
 all_present
 echo "$stamp_value" >"$stamp_file"

@@ -38,6 +38,8 @@ go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@${KUBE_VERSION}" \
   "k8s.io/kubernetes/cmd/kube-controller-manager@${KUBE_VERSION}" \
   "k8s.io/kubernetes/cmd/kube-scheduler@${KUBE_VERSION}" \
   "k8s.io/kubernetes/cmd/kubectl@${KUBE_VERSION}" \
+  "k8s.io/kubernetes/cmd/kubelet@${KUBE_VERSION}" \
+  "k8s.io/kubernetes/cmd/kube-proxy@${KUBE_VERSION}" \
   "go.etcd.io/etcd/server/v3@${ETCD_VERSION}"
 go mod tidy
 # MVS may not move the pinned versions: fail loudly if it did.

@@ -9,6 +9,8 @@
 # endpoints, metrics-server scrapes those and serves metrics.k8s.io, which the HPA controller reads.
 # Writes CLUSTER_KUBECONFIG and returns once the API answers, every node is Ready and metrics.k8s.io
 # is available.
+# With CLUSTER_REAL_NODE=1 (`make cluster-up`) it also starts one real node (cluster/node-up.sh) beside
+# the kwok nodes: kubelet + containerd on this machine, where pods that opt in really run.
 # Idempotent: a running cluster of the same name is reused; a dead one is recreated.
 set -euo pipefail
 # shellcheck source=env.sh
@@ -27,6 +29,7 @@ api_answers() { [ -f "$CLUSTER_KUBECONFIG" ] && [ "$(kubectl_ get --raw /readyz 
 if cluster_exists; then
   if api_answers; then
     echo "cluster '$CLUSTER_NAME' already running (kubeconfig: $CLUSTER_KUBECONFIG)"
+    [ "$CLUSTER_REAL_NODE" != 1 ] || bash "$REPO_ROOT/cluster/node-up.sh"
     exit 0
   fi
   echo "cluster '$CLUSTER_NAME' exists but does not answer: recreating it"
@@ -53,6 +56,25 @@ options:
   metricsServerManifests:
     - $metrics_server_manifests
 CONFIG
+if [ "$CLUSTER_REAL_NODE" = 1 ]; then
+  # The real node: kwok must leave it alone (kwokctl's binary runtime otherwise passes
+  # --manage-all-nodes=true; its own nodes carry the annotation), and kube-apiserver needs a client
+  # certificate for kubelet's webhook authentication (logs, exec, port-forward). kwokctl issues one
+  # certificate (kwok-admin, group system:masters) for all its components; it is written to pki/
+  # before kube-apiserver starts.
+  pki="$KWOK_WORKDIR/clusters/$CLUSTER_NAME/pki"
+  cat >>"$kwokctl_config" <<CONFIG
+componentsPatches:
+  - name: kwok-controller
+    extraArgs:
+      - {key: manage-all-nodes, value: "false"}
+      - {key: manage-nodes-with-annotation-selector, value: "$KWOK_NODE_SELECTOR"}
+  - name: kube-apiserver
+    extraArgs:
+      - {key: kubelet-client-certificate, value: "$pki/admin.crt"}
+      - {key: kubelet-client-key, value: "$pki/admin.key"}
+CONFIG
+fi
 
 # --enable-crds: usage comes from ClusterResourceUsage / ResourceUsage objects in the cluster (tests
 # create and change them at run time) rather than from a fixed kwok configuration.
@@ -111,6 +133,7 @@ until kubectl_ get serviceaccount default --namespace default >/dev/null 2>&1; d
   }
   sleep 1
 done
+[ "$CLUSTER_REAL_NODE" != 1 ] || bash "$REPO_ROOT/cluster/node-up.sh"
 kubectl_ get nodes
 echo "cluster '$CLUSTER_NAME' ready in $(($(date +%s) - start))s; use it with:"
 echo "  export KUBECONFIG=$CLUSTER_KUBECONFIG"

@@ -18,7 +18,10 @@ DEBIAN_PACKAGES=(podman buildah runc debootstrap uidmap slirp4netns fuse-overlay
   # actionlint (make lint) checks workflow `run:` scripts with shellcheck, as on GitHub's runners.
   shellcheck
   # A Redis 7 server for the history store's compatibility test (the service speaks to both).
-  redis-server)
+  redis-server
+  # The real node of `make cluster-up` (cluster/node-up.sh): container runtime, pod network,
+  # Service routing, and a C compiler for the locally built pause image.
+  containerd containernetworking-plugins iptables iproute2 openssl gcc libc6-dev)
 
 missing_packages() {
   local pkg
