@@ -192,22 +192,31 @@ class AlertHandlers:
         """Other flagged decisions of the card and the terminal (what the API can list)."""
         if decision is None:
             return _recent_empty("card"), _recent_empty("terminal"), ""
-        explain = (
-            "The API has no listing of a card's or a terminal's transactions, so these are "
-            "the other flagged decisions of this card and this terminal (labelled or not) "
-            f"among the newest {self.history_scan} in the ledger. The history the model saw is "
-            "in the aggregates above (those among the top reasons; the ledger keeps no others)."
-        )
         try:
-            alerts = self.client.recent_alerts(limit=self.history_scan).items
+            alerts = self._newest_alerts()
         except APIError as exc:
             note = error_html(f"Recent alerts could not be read: {exc.message}")
             return _recent_empty("card"), _recent_empty("terminal"), note
+        explain = (
+            "The API has no listing of a card's or a terminal's transactions, so these are "
+            "the other flagged decisions of this card and this terminal (labelled or not) "
+            f"among the {len(alerts)} newest alerts in the ledger. The history the model saw is in "
+            "the aggregates above (those among the top reasons; the ledger keeps no others)."
+        )
         return (
             recent_frame(decision, alerts, by="card"),
             recent_frame(decision, alerts, by="terminal"),
             notice_html(explain),
         )
+
+    def _newest_alerts(self) -> list[StoredDecision]:
+        try:
+            return self.client.recent_alerts(limit=self.history_scan).items
+        except APIError as exc:
+            if exc.status != 422:
+                raise
+            # The API's FRAUD_LEDGER_ALERTS_PAGE_MAX is below the scan: read what it allows.
+            return self.client.recent_alerts(limit=self.page_size).items
 
     def _detail_empty(self, status: str) -> DetailView:
         return (

