@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -183,6 +184,7 @@ def ledger() -> Iterator[LedgerDatabase]:
         yield database
     finally:
         database.stop()
+        shutil.rmtree(database.directory.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
