@@ -1,9 +1,11 @@
 """Fraud labels (chargebacks) and confirmed genuines into the terminals' histories.
 
 A label finds its record by terminal, event time and (when it has a transaction id) the
-record's 13-bit tag. A fraud's "plain amount" flag (its amount was ordinary for its card,
-what ``terminal_fraud_run_nb_plain`` counts) lives in the card's record: it is read from
-the card history first.
+record's 13-bit tag, and its bits are set to the label (labelled, fraud, plain): setting
+them again is a no-op, so a label applied twice changes nothing, and the script runs
+atomically on the terminal's key, so it never loses a concurrent update. A fraud's "plain
+amount" flag (its amount was ordinary for its card, what ``terminal_fraud_run_nb_plain``
+counts) comes with the label (``Label.plain``) or is read from the card's record first.
 """
 
 from __future__ import annotations
@@ -48,14 +50,21 @@ def record_labels(run: Run, keys: Keys, items: Sequence[Label], *, cluster: bool
     slots = list(calls)
     replies = run(scripts.LABEL, [(calls[s][0], [b"".join(calls[s][1])]) for s in slots])
     by_slot = dict(zip(slots, replies, strict=True))
-    matched = sum(1 for slot, j in order if int(by_slot[slot][j]) > 0)
-    return LabelReport(labels=len(items), matched=matched)
+    found = tuple(int(by_slot[slot][j]) for slot, j in order)
+    return LabelReport(labels=len(items), matched=sum(1 for n in found if n > 0), found=found)
 
 
 def plain_flags(run: Run, keys: Keys, items: Sequence[Label], *, cluster: bool) -> list[bool]:
-    """Each fraud label's "ordinary amount for its card" flag, read from the card."""
-    wanted = [i for i, item in enumerate(items) if item.fraud and item.customer_id is not None]
-    flags = [False] * len(items)
+    """Each fraud label's "ordinary amount for its card" flag: given, or read from the card.
+
+    Only labels without ``plain`` that name their card cost the card round trip.
+    """
+    flags = [bool(item.plain) for item in items]
+    wanted = [
+        i
+        for i, item in enumerate(items)
+        if item.fraud and item.plain is None and item.customer_id is not None
+    ]
     if not wanted:
         return flags
     calls: dict[int | None, tuple[list[str], list[bytes], list[int]]] = {}

@@ -154,7 +154,9 @@ class Label:
     """A fraud label (chargeback) or a confirmed genuine for one transaction.
 
     The record is found by terminal and time, and by transaction id when given. A fraud
-    label also needs the card (its "plain amount" flag lives in the card's history).
+    also needs its "plain amount" flag (amount at most 2x the card's reference): ``plain``
+    when the caller knows it (the ledger keeps it per decision), else read from the card's
+    history when ``customer_id`` is given (one more round trip), else not plain.
     """
 
     terminal_id: str
@@ -162,14 +164,19 @@ class Label:
     fraud: bool
     transaction_id: str | None = None
     customer_id: str | None = None
+    plain: bool | None = None
 
 
 @dataclass(frozen=True)
 class LabelReport:
-    """What :meth:`HistoryStore.record_labels` did."""
+    """What :meth:`HistoryStore.record_labels` did.
+
+    ``found`` holds, per label in order, how many records it marked (0: not held).
+    """
 
     labels: int
     matched: int
+    found: tuple[int, ...] = ()
 
     @property
     def unmatched(self) -> int:

@@ -158,9 +158,12 @@ class HistoryStore:
 
         A transaction older than the label delay with no fraud label already counts as
         genuine; a fraud label turns it into a fraud for every later window and fraud run.
-        Two round trips: the card histories give each fraud's "plain amount" flag, then the
-        terminal records are updated. Raises :class:`HistoryUnavailableError` when the store is
-        down (labels must not be dropped silently: the caller retries).
+        One round trip for the terminal records (one call per slot in cluster mode), plus
+        one before it when some fraud label has no ``plain`` flag but names its card (the
+        card's history gives it). Idempotent: a label sets its record's bits to the label.
+        ``LabelReport.found`` says per label whether its record was held. Raises
+        :class:`HistoryUnavailableError` when the store is down (labels must not be dropped
+        silently: the caller retries).
         """
         items = list(labels)
         if not items:
