@@ -5,6 +5,12 @@ handed to the ledger (:mod:`service.ledger`: a local write-ahead spool on the sc
 a writer copying it to PostgreSQL) with the keyed hash of its card, never the raw id. The
 routes answer 404 when no ledger is configured and 503 while PostgreSQL is unreachable
 (scoring goes on meanwhile; nothing recorded is lost).
+
+With the history store on too, ``POST /v1/labels`` also marks each labelled transaction's
+record in its terminal's history with the transaction's winning label (under the ledger's
+label lock, so concurrent calls apply in commit order). A store outage does not fail the call:
+the labels are stored, the answer says ``history: "unavailable"``, and
+``python -m service.ledger apply-labels`` applies them later.
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ import anyio.to_thread
 import orjson
 
 from fraud_contract.schema import Transaction
+from fraud_contract.windows import is_plain
 from service.asgi import Reply, Request, check_json_content_type
 from service.errors import ApiError, InvalidInput, MalformedBody
 
 if TYPE_CHECKING:
+    from service.enrichment import LabelHistoryState
     from service.ledger import Ledger
+    from service.ledger.model import LabelTarget
     from service.logs import IdHasher
     from service.runtime import Runtime
 
@@ -58,12 +67,26 @@ class DecisionRecorder:
                 amount=transaction.amount,
                 request_id=request_ids[i],
                 history_used=history_states is not None and history_states[i] != "unavailable",
+                plain_amount=plain_amount(transaction),
             )
             for i, (result, transaction) in enumerate(zip(results, transactions, strict=True))
             if result["transaction_id"]
         ]
         if decisions:
             self.ledger.record(decisions)
+
+
+def plain_amount(transaction: Transaction) -> bool | None:
+    """Whether the amount was ordinary for the card in the aggregates it was scored with.
+
+    ``fraud_contract.windows.is_plain`` on the same doubles the store compared (its reference
+    comes back unchanged), so a fraud label gives the terminal history the bit the card's own
+    record holds. ``None`` without a reference amount.
+    """
+    reference = transaction.customer_avg_amount_ref
+    if reference is None:
+        return None
+    return bool(is_plain(float(transaction.amount), float(reference)))
 
 
 def _ledger(runtime: Runtime | None) -> Ledger:
@@ -151,5 +174,21 @@ async def post_labels(runtime: Runtime | None, request: Request) -> Reply:
             reason="missing_field",
         )
     labels = parse_labels(items)
-    outcomes = await anyio.to_thread.run_sync(ledger.record_labels, labels)
-    return Reply(_json({"outcomes": outcomes}))
+    history = runtime.history if runtime is not None else None
+    if history is None:
+        outcomes = await anyio.to_thread.run_sync(ledger.record_labels, labels)
+        return Reply(_json({"outcomes": outcomes}))
+    applied: dict[str, LabelHistoryState] = {}
+
+    def apply(targets: list[LabelTarget]) -> None:
+        applied.update(history.apply_labels(targets))
+
+    outcomes = await anyio.to_thread.run_sync(ledger.record_labels, labels, apply)
+    body = {
+        "outcomes": [
+            {**_plain(outcome), "history": applied.get(outcome.transaction_id, "not_found")}
+            for outcome in outcomes
+        ],
+        "history": "unavailable" if "unavailable" in applied.values() else "updated",
+    }
+    return Reply(_json(body))

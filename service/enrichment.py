@@ -5,10 +5,15 @@ leaves out (or sends as null) is filled in from the store, which also records th
 transaction. Aggregates the caller sends win: a caller that keeps its own history still can.
 When the store is unavailable the transaction is scored as sent (missing aggregates follow the
 branch the model learned for them) and its result says ``history: "unavailable"``.
+
+Labels flow the other way (:meth:`HistoryEnricher.apply_labels`): a fraud label marks the
+transaction's record in its terminal's history, so the delayed terminal windows and the fraud
+run of later transactions count it (from the label delay on, as offline).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,10 +23,34 @@ from fraud_contract.schema import AGGREGATE_FIELDS, Transaction
 from service.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from service.history import HistoryStore
+    from service.history import HistoryStore, Label
+    from service.ledger.model import LabelTarget
     from service.metrics import ServiceMetrics
 
 HistoryState = Literal["used", "replayed", "unavailable"]
+#: What a label did to the history store: ``updated`` (its record is marked), ``not_found``
+#: (the store does not hold the transaction: scored while the store was down, or expired),
+#: ``unavailable`` (the store did not answer; the label is in the ledger, see docs/ledger.md).
+LabelHistoryState = Literal["updated", "not_found", "unavailable"]
+
+
+@functools.cache
+def label_counter() -> Any:
+    """``fraud_history_labels_total{outcome}``: labels applied to the store, by outcome.
+
+    Created on first use, inside the worker (prometheus_client must see BentoML's
+    multi-process directory first, see :mod:`service.metrics`).
+    """
+    import prometheus_client as prom  # noqa: PLC0415
+
+    return prom.Counter(
+        "fraud_history_labels",
+        "Labelled transactions applied to the history store's terminal histories, by outcome: "
+        "updated, not_found (the store does not hold it) or unavailable (store down; the "
+        "label is kept in the ledger and applied later by `python -m service.ledger "
+        "apply-labels`).",
+        ["outcome"],
+    )
 
 
 class HistoryEnricher:
@@ -66,6 +95,33 @@ class HistoryEnricher:
                     reason="out_of_range",
                 )
 
+    def apply_labels(self, targets: Sequence[LabelTarget]) -> dict[str, LabelHistoryState]:
+        """Mark each transaction's terminal record with its winning label, in one round trip.
+
+        Returns the state per transaction id and counts it; never raises for the store (a
+        store outage answers ``unavailable`` for every target).
+        """
+        from service.history import HistoryUnavailableError  # noqa: PLC0415
+
+        if not targets:
+            return {}
+        states: dict[str, LabelHistoryState]
+        try:
+            report = self.store.record_labels(history_labels(targets))
+        except HistoryUnavailableError:
+            states = {target.transaction_id: "unavailable" for target in targets}
+        else:
+            states = {
+                target.transaction_id: "updated" if found else "not_found"
+                for target, found in zip(targets, report.found, strict=True)
+            }
+        counter = label_counter()
+        for state in ("updated", "not_found", "unavailable"):
+            count = sum(1 for value in states.values() if value == state)
+            if count:
+                counter.labels(state).inc(count)
+        return states
+
     def enrich(
         self, endpoint: str, transactions: Sequence[Transaction], *, record: bool = True
     ) -> tuple[list[Transaction], list[HistoryState]]:
@@ -89,6 +145,23 @@ class HistoryEnricher:
             states.append("replayed" if aggregates.replayed else "used")
         self.metrics.observe_history(endpoint, states)
         return enriched, states
+
+
+def history_labels(targets: Sequence[LabelTarget]) -> list[Label]:
+    """The history store's labels for the ledger's winning labels (no card needed: the
+    decision kept the plain-amount flag; unknown counts as not plain)."""
+    from service.history import Label  # noqa: PLC0415
+
+    return [
+        Label(
+            target.terminal_id,
+            target.event_time,
+            target.fraud,
+            target.transaction_id,
+            plain=bool(target.plain_amount),
+        )
+        for target in targets
+    ]
 
 
 def annotate(

@@ -1,19 +1,23 @@
-"""``python -m service.ledger migrate|retention|writer|embedded``: the jobs the chart runs.
+"""``python -m service.ledger migrate|retention|writer|embedded|apply-labels``: the jobs.
 
 ``migrate`` (the Helm hook Job) applies pending migrations; ``retention`` (the CronJob)
 deletes what is older than FRAUD_LEDGER_RETENTION_DAYS; ``writer`` drains the spool in
 FRAUD_LEDGER_SPOOL_DIR until SIGTERM (the sidecar when FRAUD_LEDGER_WRITER=process);
-``embedded DIR`` starts a local PostgreSQL for the demo and prints its URI. Settings come from
-FRAUD_* variables.
+``embedded DIR`` starts a local PostgreSQL for the demo and prints its URI; ``apply-labels``
+applies the ledger's winning labels to the history store at FRAUD_HISTORY_URL (after a store
+outage or a fresh store: idempotent, safe beside live label calls). Settings come from FRAUD_*
+variables.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 
 from service.ledger.settings import LedgerSettings
 
@@ -33,6 +37,35 @@ def run_writer(settings: LedgerSettings) -> int:
     return 0
 
 
+def apply_labels(settings: LedgerSettings, args: argparse.Namespace) -> int:
+    """Apply the winning labels (received since ``--since``) to the history store."""
+    from psycopg_pool import ConnectionPool  # noqa: PLC0415
+
+    from service.enrichment import history_labels  # noqa: PLC0415
+    from service.history import HistoryStore  # noqa: PLC0415
+    from service.ledger.labels import replay_labels  # noqa: PLC0415
+    from service.ledger.model import LabelTarget  # noqa: PLC0415
+
+    if not args.history_url:
+        print("FRAUD_HISTORY_URL is not set (or pass --history-url)", file=sys.stderr)
+        return 2
+    store = HistoryStore.from_url(args.history_url, cluster=args.cluster)
+
+    def apply(targets: list[LabelTarget]) -> int:
+        return store.record_labels(history_labels(targets)).matched
+
+    since = datetime.fromisoformat(args.since) if args.since else None
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)  # no offset means UTC, as for reported_at
+    try:
+        with ConnectionPool(settings.url(), min_size=1, max_size=1) as pool:
+            total, matched = replay_labels(pool, apply, received_since=since, chunk=args.chunk)
+    finally:
+        store.close()
+    print(f"labels applied to the history store: {total} transactions, {matched} found in it")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ledger command; exit status 0 on success."""
     parser = argparse.ArgumentParser(prog="python -m service.ledger")
@@ -43,6 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("writer", help="drain the spool into PostgreSQL until SIGTERM")
     embedded = sub.add_parser("embedded", help="start an embedded PostgreSQL, print its URI")
     embedded.add_argument("directory")
+    labels = sub.add_parser("apply-labels", help="apply the ledger's labels to the history store")
+    labels.add_argument("--history-url", default=os.environ.get("FRAUD_HISTORY_URL"))
+    labels.add_argument(
+        "--cluster",
+        action="store_true",
+        default=os.environ.get("FRAUD_HISTORY_CLUSTER", "").lower() in ("1", "true", "yes"),
+        help="Valkey cluster mode (default: FRAUD_HISTORY_CLUSTER)",
+    )
+    labels.add_argument(
+        "--since", help="only transactions with a label received since (ISO 8601; UTC if no offset)"
+    )
+    labels.add_argument("--chunk", type=int, default=10_000, help="labels per round trip")
     args = parser.parse_args(argv)
 
     if args.command == "embedded":
@@ -68,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "writer":
         return run_writer(settings)
+
+    if args.command == "apply-labels":
+        return apply_labels(settings, args)
 
     from psycopg_pool import ConnectionPool  # noqa: PLC0415
 

@@ -2,23 +2,37 @@
 
 All labels of a call are classified and stored in one transaction under an advisory lock, so
 concurrent callers cannot both see "no label yet" for the same transaction, and a failure
-leaves nothing half-written.
+leaves nothing half-written. Under the same lock, the winning label of every labelled
+transaction is handed to an ``apply`` callback (the service updates the terminal histories in
+the store with it): two concurrent calls apply their winners in the order they committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
+from psycopg import Connection
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from service.errors import ApiError, from_validation_error
-from service.ledger.model import Label, LabelOutcome, LabelStatus, LabelValue
+from service.ledger.model import Label, LabelOutcome, LabelStatus, LabelTarget, LabelValue
 
 #: Advisory lock key serialising label writers (labels are low volume; correctness first).
 LABEL_LOCK = 0x1ED6E5
+
+#: Receives the winning labels of a call while its transaction holds the label lock.
+ApplyLabels = Callable[[list[LabelTarget]], object]
+
+#: Each labelled transaction's latest label (as ``latest_labels``) and its decision's fields.
+_TARGETS = (
+    "SELECT l.transaction_id, d.terminal_id, d.event_time, l.label = 'fraud', d.plain_amount "
+    "FROM latest_labels l JOIN LATERAL (SELECT terminal_id, event_time, plain_amount "
+    "FROM decisions WHERE decisions.transaction_id = l.transaction_id "
+    "ORDER BY recorded_at LIMIT 1) d ON true "
+)
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 
@@ -105,8 +119,49 @@ def classify(
     return statuses
 
 
-def record_labels(pool: ConnectionPool, labels: Sequence[Label]) -> list[LabelOutcome]:
-    """Store every label as an event; return one outcome per label, in order."""
+def label_targets(
+    conn: Connection[Any],
+    transaction_ids: Sequence[str] | None = None,
+    *,
+    received_since: datetime | None = None,
+    after: str = "",
+    limit: int | None = None,
+) -> list[LabelTarget]:
+    """The winning label of labelled transactions that have a decision, by transaction id.
+
+    Either of the given ``transaction_ids``, or of every transaction with a label received at
+    or after ``received_since`` (all when ``None``), ids above ``after``, at most ``limit``.
+    """
+    where: list[str] = []
+    params: list[Any] = []
+    if transaction_ids is not None:
+        where.append("l.transaction_id = ANY(%s)")
+        params.append(list(transaction_ids))
+    else:
+        where.append("l.transaction_id > %s")
+        params.append(after)
+        if received_since is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM label_events e WHERE e.transaction_id = l.transaction_id "
+                "AND e.received_at >= %s)"
+            )
+            params.append(received_since)
+    sql = _TARGETS + "WHERE " + " AND ".join(where) + " ORDER BY l.transaction_id"
+    if limit is not None:
+        sql += " LIMIT %s"
+        params.append(limit)
+    return [LabelTarget(*row) for row in conn.execute(sql.encode(), params)]
+
+
+def record_labels(
+    pool: ConnectionPool, labels: Sequence[Label], apply: ApplyLabels | None = None
+) -> list[LabelOutcome]:
+    """Store every label as an event; return one outcome per label, in order.
+
+    ``apply`` (optional) gets the winning label of each labelled transaction that has a
+    decision, after the events are written and before they commit, under the label lock. It
+    must not raise for a failure it can live with: an exception rolls the whole call back.
+    """
     if not labels:
         return []
     ids = sorted({item.transaction_id for item in labels})
@@ -144,9 +199,37 @@ def record_labels(pool: ConnectionPool, labels: Sequence[Label]) -> list[LabelOu
                     event_ids.append(int(row[0]))
                 if not cur.nextset():
                     break
+        if apply is not None and known:
+            apply(label_targets(conn, sorted(known)))
     return [
         LabelOutcome(index, item.transaction_id, status, event_id)
         for index, (item, status, event_id) in enumerate(
             zip(labels, statuses, event_ids, strict=True)
         )
     ]
+
+
+def replay_labels(
+    pool: ConnectionPool,
+    apply: Callable[[list[LabelTarget]], int],
+    *,
+    received_since: datetime | None = None,
+    chunk: int = 10_000,
+) -> tuple[int, int]:
+    """Apply the winning label of every labelled transaction again, ``chunk`` at a time.
+
+    For labels the history store missed (it was down, or the decision reached the ledger
+    after its label). Each chunk is read and applied under the label lock, so a label call
+    running meanwhile is never overwritten by an older winner. ``apply`` returns how many
+    it matched. Returns (transactions, matched).
+    """
+    after, total, matched = "", 0, 0
+    while True:
+        with pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LABEL_LOCK,))
+            targets = label_targets(conn, received_since=received_since, after=after, limit=chunk)
+            if not targets:
+                return total, matched
+            matched += apply(targets)
+        total += len(targets)
+        after = targets[-1].transaction_id

@@ -144,9 +144,15 @@ class Ledger:
             )
         )
 
-    def record_labels(self, labels: Sequence[Label]) -> list[LabelOutcome]:
-        """Store labels as events; one outcome per label."""
-        return self._query(lambda: label_store.record_labels(self.pool, labels))
+    def record_labels(
+        self, labels: Sequence[Label], apply: label_store.ApplyLabels | None = None
+    ) -> list[LabelOutcome]:
+        """Store labels as events; one outcome per label.
+
+        ``apply`` receives the winning label of every labelled, known transaction before the
+        call commits (see :func:`service.ledger.labels.record_labels`).
+        """
+        return self._query(lambda: label_store.record_labels(self.pool, labels, apply))
 
     def delete_older_than(self, days: int | None = None) -> RetentionResult:
         """Retention (default: ``ledger_retention_days``)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -23,6 +23,7 @@ DECISION_COLUMNS: tuple[str, ...] = (
     "request_id",
     "history_used",
     "recorded_at",
+    "plain_amount",
 )
 
 LabelValue = Literal["fraud", "genuine"]
@@ -34,7 +35,10 @@ class Decision:
     """One answered decision, as the scoring thread hands it to :meth:`Ledger.record`.
 
     ``card_hash`` is the keyed hash of the card id (never the raw id); ``reasons`` is ``None``
-    when no reasons were computed for this decision.
+    when no reasons were computed for this decision. ``plain_amount``: the amount was at most
+    2x the card's reference mean (``fraud_contract.windows.is_plain``) in the aggregates it was
+    scored with, ``None`` without a reference; a fraud label carries it to the terminal's
+    history (``terminal_fraud_run_nb_plain``), which the card's hash alone could not.
     """
 
     transaction_id: str
@@ -51,6 +55,7 @@ class Decision:
     request_id: str | None
     history_used: bool
     recorded_at: datetime
+    plain_amount: bool | None = field(default=None, kw_only=True)
 
     @classmethod
     def from_result(
@@ -64,6 +69,7 @@ class Decision:
         request_id: str | None,
         history_used: bool,
         recorded_at: datetime | None = None,
+        plain_amount: bool | None = None,
     ) -> Decision:
         """Build from one result dict of ``Scorer.score_timed`` plus the request's fields.
 
@@ -89,6 +95,7 @@ class Decision:
             request_id=request_id,
             history_used=history_used,
             recorded_at=recorded_at or datetime.now(UTC),
+            plain_amount=plain_amount,
         )
 
     def as_row(self) -> tuple[Any, ...]:
@@ -108,6 +115,7 @@ class Decision:
             self.request_id,
             self.history_used,
             self.recorded_at,
+            self.plain_amount,
         )
 
 
@@ -136,6 +144,22 @@ class LabelOutcome:
     transaction_id: str
     status: LabelStatus
     event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LabelTarget:
+    """A labelled transaction's winning label, with what the history store needs to apply it.
+
+    ``fraud`` is the transaction's latest label (by reported time, then arrival), after the
+    call's own labels; ``event_time``, ``terminal_id`` and ``plain_amount`` come from its
+    decision.
+    """
+
+    transaction_id: str
+    terminal_id: str
+    event_time: datetime
+    fraud: bool
+    plain_amount: bool | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ from service.ledger.model import AlertPage, DecisionView, LabelEvent, StoredDeci
 
 _DECISION_COLUMNS = (
     "transaction_id, event_time, card_hash, terminal_id, amount, probability, is_fraud, "
-    "risk_band, threshold, model_tag, reasons, request_id, history_used, recorded_at, stored_at"
+    "risk_band, threshold, model_tag, reasons, request_id, history_used, recorded_at, stored_at, "
+    "plain_amount"
 )
 
 

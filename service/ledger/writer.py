@@ -30,10 +30,11 @@ _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS decisions_stage (payload jsonb NOT NULL) ON COMMIT DELETE ROWS"
 )
 _COPY = "COPY decisions_stage (payload) FROM STDIN (FORMAT binary)"
+# A payload spooled before a column was added has fewer elements: ``p->>n`` is then NULL.
 _VALUES = (
     "p->>0, (p->>1)::timestamp, p->>2, p->>3, (p->>4)::float8, (p->>5)::float8, "
     "(p->>6)::boolean, p->>7, (p->>8)::float8, p->>9, NULLIF(p->10, 'null'::jsonb), p->>11, "
-    "(p->>12)::boolean, (p->>13)::timestamptz"
+    "(p->>12)::boolean, (p->>13)::timestamptz, (p->>14)::boolean"
 )
 _INSERT = (
     f"INSERT INTO decisions ({_COLUMNS}) "  # noqa: S608 - constants only

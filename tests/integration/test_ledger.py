@@ -140,9 +140,9 @@ def ledger(db_url: str, tmp_path: Path) -> Iterator[Ledger]:
 def test_migrations_apply_once_and_a_second_run_is_a_no_op(server_url: str) -> None:
     url = new_database(server_url)
     assert applied_versions(url) == []
-    assert migrate(url) == [1]
+    assert migrate(url) == [1, 2]
     assert migrate(url) == []
-    assert applied_versions(url) == [1]
+    assert applied_versions(url) == [1, 2]
     with psycopg.connect(url) as conn:
         tables = {
             r[0]
@@ -172,8 +172,8 @@ def test_concurrent_migrators_apply_each_version_exactly_once(server_url: str) -
     for t in threads:
         t.join()
     assert errors == []
-    assert sorted(results) == [[], [], [], [], [], [1]]
-    assert applied_versions(url) == [1]
+    assert sorted(results) == [[], [], [], [], [], [1, 2]]
+    assert applied_versions(url) == [1, 2]
 
 
 def test_an_edited_applied_migration_is_refused(server_url: str, tmp_path: Path) -> None:
@@ -468,10 +468,10 @@ def test_the_migrate_and_retention_commands(server_url: str, tmp_path: Path) -> 
 
     first = cli("migrate")
     assert first.returncode == 0, first.stderr
-    assert "[1]" in first.stdout
+    assert "[1, 2]" in first.stdout
     again = cli("migrate")
     assert "none pending" in again.stdout
-    assert applied_versions(url) == [1]
+    assert applied_versions(url) == [1, 2]
     with ConnectionPool(url, min_size=1, max_size=1) as p:
         old = datetime.now(UTC) - timedelta(days=40)
         copy_payloads(p, [encode(decision(i, recorded_at=old)) for i in range(7)])
