@@ -23,8 +23,14 @@ for image in "$@"; do
     echo "node-image: no local image $image" >&2
     exit 1
   }
-  # The canonical name podman stores (localhost/NAME:TAG for a bare local name).
-  name=$(podman image inspect --format '{{index .RepoTags 0}}' "$image")
+  # The canonical name podman stores: localhost/NAME:TAG for a bare local name.
+  name=$image
+  [[ "${name%%/*}" == *[.:]* || "${name%%/*}" == localhost ]] && [[ "$name" == */* ]] || name="localhost/$name"
+  [[ "${name##*/}" == *:* ]] || name="$name:latest"
+  podman image inspect --format '{{range .RepoTags}}{{println .}}{{end}}' "$image" | grep -qxF "$name" || {
+    echo "node-image: $image is not stored as $name" >&2
+    exit 1
+  }
   if ctr_ images ls "name==$name" 2>/dev/null | grep -qF "$id_label=$id"; then
     echo "$name already on the node"
     continue

@@ -1,0 +1,1 @@
+"""Tests on the real node of ``make cluster-up`` (kubelet + containerd on this machine)."""
