@@ -1,4 +1,5 @@
-"""The OpenAPI document served at ``/docs.json`` (Swagger UI at ``/`` and ``/docs``).
+"""The OpenAPI document served at ``/docs.json`` (Swagger UI at ``/`` and ``/docs``; ReDoc at
+``/redoc``).
 
 Every route the service answers is described here, from the same pydantic models the app
 validates with, with real simulator transactions as examples; nothing internal is listed.

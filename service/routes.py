@@ -199,14 +199,23 @@ async def swagger(runtime: Runtime | None, request: Request) -> Reply:
     )
 
 
+async def redoc(runtime: Runtime | None, request: Request) -> Reply:
+    """``GET /redoc``: the OpenAPI document rendered by ReDoc, every asset from this process."""
+    return Reply(
+        docs_pages.REDOC_PAGE,
+        content_type=b"text/html; charset=utf-8",
+        headers=((b"content-security-policy", docs_pages.REDOC_POLICY),),
+    )
+
+
 async def swagger_asset(runtime: Runtime | None, request: Request) -> Reply:
-    """``GET /docs/assets/<file>``: Swagger UI's script and style files."""
+    """``GET /docs/assets/<file>``: Swagger UI's and ReDoc's script and style files."""
     body, content_type = docs_pages.asset(request.path.rsplit("/", 1)[-1])
     return Reply(body, content_type=content_type)
 
 
 def build_routes(settings: ServiceSettings) -> dict[str, Route]:
-    """The route table under ``settings`` (``/docs`` and ``/metrics`` may be off or keyed)."""
+    """The route table under ``settings`` (the docs and ``/metrics`` may be off or keyed)."""
     routes: dict[str, Route] = {
         SCORE_PATH: Route("POST", score, "single", body_limit="max_body_bytes"),
         SCORE_BATCH_PATH: Route("POST", score_batch, "batch", body_limit="max_body_bytes"),
@@ -233,6 +242,7 @@ def build_routes(settings: ServiceSettings) -> dict[str, Route]:
         page = Route("GET", swagger, needs_model=False, needs_key=keyed, admitted=False)
         routes["/"] = page
         routes[DOCS_PATH] = page
+        routes[REDOC_PATH] = Route("GET", redoc, needs_model=False, needs_key=keyed, admitted=False)
         routes[OPENAPI_PATH] = Route(
             "GET", openapi, needs_model=False, needs_key=keyed, admitted=False
         )
