@@ -272,10 +272,33 @@ def label_status_html(outcome: LabelOutcome, label: LabelValue, view: DecisionVi
         )
     else:
         text = f"{tx} is labelled {label} and has left the queue."
-    decision = main_decision(view)
-    if label == "fraud" and decision is not None and outcome.status != "duplicate":
-        text += (
-            f" Terminal {decision.terminal_id} counts it as confirmed fraud once the label "
-            "delay has passed; its next scores change from then on."
-        )
+    text += _history_effect(outcome, label, main_decision(view))
     return f'<div class="fraud-notice" id="alert-label-outcome">{escape(text)}</div>'
+
+
+def _history_effect(
+    outcome: LabelOutcome, label: LabelValue, decision: StoredDecision | None
+) -> str:
+    """What the label does to the terminal's history, as far as the API's answer says."""
+    terminal = decision.terminal_id if decision is not None else "its terminal"
+    if outcome.history == "unavailable":
+        return (
+            " The history store was unavailable: the label is kept in the ledger and reaches "
+            f"terminal {terminal}'s history when the API's apply-labels job runs."
+        )
+    if outcome.history == "not_found":
+        return (
+            " The history store holds no record of this transaction (scored while it was "
+            f"down, or expired), so terminal {terminal}'s history is unchanged."
+        )
+    if label != "fraud" or outcome.status == "duplicate":
+        return ""
+    if outcome.history == "updated":
+        return (
+            f" Terminal {terminal}'s history now holds it as fraud: its next scores count it "
+            "once the label delay has passed."
+        )
+    return (
+        f" Terminal {terminal} counts it as confirmed fraud once the label delay has passed; "
+        "its next scores change from then on."
+    )

@@ -88,3 +88,8 @@ class LabelOutcome(BaseModel):
     transaction_id: str
     status: str = Field(description="new, duplicate, contradicting or unknown_transaction.")
     event_id: int
+    history: str | None = Field(
+        default=None,
+        description="With a history store: updated, not_found or unavailable (what the "
+        "terminal's history did with the winning label); absent without one.",
+    )

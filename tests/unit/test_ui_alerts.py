@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -249,6 +250,32 @@ def test_fraud_label_is_sent_as_analyst_and_the_alert_leaves_the_queue() -> None
     assert "replaces its earlier label" in status
     assert "Terminal" not in status
     assert 'data-label="genuine"' in card_html
+
+
+@pytest.mark.parametrize(
+    ("history", "label", "words"),
+    [
+        ("updated", "fraud", "Terminal T1's history now holds it as fraud"),
+        ("unavailable", "fraud", "The history store was unavailable"),
+        ("not_found", "genuine", "holds no record of this transaction"),
+        (None, "genuine", ""),
+    ],
+)
+def test_label_outcome_says_what_the_history_store_did(
+    history: str | None, label: str, words: str
+) -> None:
+    ledger = FakeLedger([decision(1)])
+    view = DecisionView.model_validate(
+        ledger(httpx.Request("GET", "http://x/v1/decisions/tx-1")).json()
+    )
+    outcome = LabelOutcome(
+        index=0, transaction_id="tx-1", status="new", event_id=3, history=history
+    )
+    text = html.unescape(label_status_html(outcome, label, view))  # type: ignore[arg-type]
+    assert f"tx-1 is labelled {label} and has left the queue." in text
+    assert words in text
+    if history is None:
+        assert "Terminal" not in text and "history" not in text
 
 
 def test_labelling_the_last_alert_of_a_page_goes_back_a_page() -> None:
