@@ -156,7 +156,12 @@ def test_api_spools_on_an_empty_dir_with_a_size_limit() -> None:
 
 
 def test_spool_on_a_per_pod_claim_with_a_storage_class() -> None:
-    manifests = render("ledger-external-values")
+    manifests = render(
+        "ledger-external-values",
+        ledger__spool__volume="ephemeral",
+        ledger__spool__ephemeral__size="4Gi",
+        ledger__spool__ephemeral__storageClassName="standard",
+    )
     pod = api_pod(manifests)
     volumes = {v["name"]: v for v in pod["volumes"]}
     claim = volumes["ledger-spool"]["ephemeral"]["volumeClaimTemplate"]
@@ -410,7 +415,7 @@ def rendered_notes(values_file: str, tmp_path: Path) -> str:
                 f"Retention: 90 days, CronJob {FULLNAME}-ledger-retention",
             ],
         ),
-        ("ledger-external-values", ["Secret fraud-ledger-app (key uri)", "a per-pod claim"]),
+        ("ledger-external-values", ["Secret fraud-ledger-app (key uri)", "an emptyDir"]),
     ],
 )
 def test_notes_name_the_ledger_secret_spool_and_jobs(
