@@ -8,6 +8,8 @@ Locust client with the same 16 users, pacing and pre-encoded payloads):
 (a') ``service-stateful``: the same service keeping the history in an embedded Valkey on
     loopback (pinned to the server core too), backfilled first and driven with the same rows
     as raw fields only (:mod:`loadtests.bench_stateful`);
+(a'') ``service-stateful-ledger``: (a') with every decision recorded in an embedded
+    PostgreSQL pinned to the server core too (:mod:`loadtests.bench_ledger`);
 (b) ``stock-bentoml``: the same model behind a plain ``@bentoml.api`` (``loadtests/peers``);
 (c) ``mlserver``: MLServer 1.7.1's xgboost runtime with adaptive batching, from its own
     environment under ``.tools/`` (V2 protocol, the same rows as feature vectors);
@@ -50,7 +52,7 @@ import numpy as np
 from fraud_contract.api import MODEL_PATH, READY_PATH, SCORE_PATH
 from fraud_contract.artifact import MODEL_NAME, load_card
 from fraud_contract.features import columns_from_records, compute_features
-from loadtests import bench_stateful, bulk_throughput
+from loadtests import bench_ledger, bench_stateful, bulk_throughput
 from loadtests.bench_report import write_reports
 from loadtests.overload import measure
 from loadtests.peers.mlserver_env import ensure_mlserver_env
@@ -70,6 +72,8 @@ PAYLOADS = Path(__file__).resolve().parent / "payloads.json"
 RATES = "125,250,500,750,1000,1500,2000,2500,3000,3500,4000,5000,6000,7000,8000,10000,12000"
 #: The stateful target's name (the service with the history store on).
 STATEFUL = "service-stateful"
+#: The stateful target with the decision ledger on.
+STATEFUL_LEDGER = "service-stateful-ledger"
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,15 @@ def make_targets(tag: str, mlserver_repo: Path, port: int, names: list[str]) -> 
         STATEFUL: Target(
             STATEFUL,
             "this service, history in Valkey (raw fields)",
+            service_command,
+            READY_PATH,
+            "stateful",
+            service_env,
+        ),
+        # FRAUD_DATABASE_URL too (run with bench_ledger.LedgerRun).
+        STATEFUL_LEDGER: Target(
+            STATEFUL_LEDGER,
+            "this service, history in Valkey, decisions in PostgreSQL",
             service_command,
             READY_PATH,
             "stateful",
@@ -424,7 +437,8 @@ def main() -> None:
     """CLI: run the benchmark and write the reports."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--targets", default=f"service,{STATEFUL},stock-bentoml,mlserver,starlette-echo"
+        "--targets",
+        default=f"service,{STATEFUL},{STATEFUL_LEDGER},stock-bentoml,mlserver,starlette-echo",
     )
     parser.add_argument(
         "--stateful-passes",
@@ -457,7 +471,7 @@ def main() -> None:
         print(json.dumps(bulk_only(tag, booster, card, args), indent=1))
         return
     names = args.targets.split(",")
-    passes = args.stateful_passes if STATEFUL in names else 0
+    passes = args.stateful_passes if {STATEFUL, STATEFUL_LEDGER} & set(names) else 0
     files = write_request_files(booster, card, WORK_DIR, stateful_passes=passes)
     doc: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -487,15 +501,26 @@ def main() -> None:
         for planned in make_targets(tag, repo, port, names):
             print(f"== {planned.name}", flush=True)
             with contextlib.ExitStack() as stack:
-                target, stateful = planned, None
-                if planned.name == STATEFUL:
+                target, stateful, ledger = planned, None, None
+                if planned.name in {STATEFUL, STATEFUL_LEDGER}:
                     stateful = stack.enter_context(
-                        bench_stateful.StatefulRun.started(args.server_core, WORK_DIR / "valkey")
+                        bench_stateful.StatefulRun.started(
+                            args.server_core, WORK_DIR / "valkey", args.stateful_passes
+                        )
                     )
-                    target = replace(planned, env={**planned.env, **stateful.service_env})
+                    target = replace(target, env={**target.env, **stateful.service_env})
+                if planned.name == STATEFUL_LEDGER:
+                    ledger = stack.enter_context(
+                        bench_ledger.LedgerRun.started(
+                            args.server_core, WORK_DIR / "postgres", WORK_DIR / "spool"
+                        )
+                    )
+                    target = replace(target, env={**target.env, **ledger.service_env})
                 server = stack.enter_context(serve(target, port, args.server_core))
                 if stateful is not None:
                     stateful.before_load(server.base_url)
+                if ledger is not None:
+                    ledger.before_load(server.base_url)
                 rss_start = tree_rss_bytes(server.process.pid)
                 ladder = drive(
                     server.base_url,
@@ -535,6 +560,8 @@ def main() -> None:
                     result["model_card_tag"] = card_answer.get("tag")
                 if stateful is not None:
                     result["stateful"] = stateful.after_load(server.base_url, args.client_core)
+                if ledger is not None:
+                    result["ledger"] = ledger.after_load(server.base_url)
                 service_capacity = doc["targets"].get("service", {}).get("overload_capacity")
                 if target.name == "starlette-echo" and service_capacity:
                     # The client's own latency under the service's overload plan: the floor

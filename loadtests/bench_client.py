@@ -46,6 +46,12 @@ PACING = Pacing()
 REQUESTS: list[dict[str, Any]] = []
 PATH = "/"
 CHECK = "score"
+#: ``shared``: all users send the requests in the file's order, one sequence between them
+#: (a stateful service must see each card's transactions in time order); ``per-user``: each
+#: user walks the file from its own random phase.
+ORDER = "per-user"
+#: Next request of the shared sequence (users are greenlets of one process: no lock needed).
+NEXT_SHARED = 0
 
 
 def check_answer(kind: str, body: Any, expected: dict[str, Any]) -> str | None:
@@ -80,6 +86,14 @@ class BenchUser(FastHttpUser):
         self._due = time.monotonic() + self._rng.uniform(0, self._interval())
         self._index = self._rng.randrange(len(REQUESTS))
 
+    def _next_index(self) -> int:
+        global NEXT_SHARED  # one sequence shared by the users, see ORDER
+        if ORDER == "shared":
+            index, NEXT_SHARED = NEXT_SHARED, (NEXT_SHARED + 1) % len(REQUESTS)
+            return index
+        self._index = (self._index + 1) % len(REQUESTS)
+        return self._index
+
     def _interval(self) -> float:
         return PACING.users / max(PACING.rate, 1e-6)
 
@@ -93,8 +107,7 @@ class BenchUser(FastHttpUser):
     @task
     def post(self) -> None:
         """One request, judged on status and body."""
-        self._index = (self._index + 1) % len(REQUESTS)
-        item = REQUESTS[self._index]
+        item = REQUESTS[self._next_index()]
         with self.client.post(
             PATH,
             data=item["body"],
@@ -221,7 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     """CLI used by :mod:`loadtests.bench`."""
-    global REQUESTS, PATH, CHECK
+    global REQUESTS, PATH, CHECK, ORDER  # noqa: PLW0603  (set once from the request file)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", required=True)
     parser.add_argument("--requests", type=Path, required=True, help="pre-encoded request file")
@@ -238,6 +251,7 @@ def main() -> None:
     args = parser.parse_args()
     spec = json.loads(args.requests.read_text())
     REQUESTS, PATH, CHECK = spec["requests"], spec["path"], spec["check"]
+    ORDER = spec.get("order", "per-user")
     args.out.write_text(json.dumps(run(args), indent=1) + "\n")
 
 

@@ -33,6 +33,8 @@ TARGET_ADMITTED_P99_MS = 30.0
 TARGET_RECOVERY_S = 5.0
 #: Issue 17: single scoring with the history store, as a share of the stateless throughput.
 TARGET_STATEFUL_VS_STATELESS = 0.6
+#: Issue 18: the stateful path with the decision ledger on, as a share of it with the ledger off.
+TARGET_LEDGER_VS_NO_LEDGER = 0.85
 
 
 def stateful_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -74,6 +76,53 @@ def stateful_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "target": "(context) store round trip p99 ms (client-side, service's batch sizes)",
             "value": probe.get("p99_ms"),
+            "met": None,
+        },
+    ]
+
+
+def ledger_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 18's speed target for ``service-stateful-ledger`` (nothing when it did not run)."""
+    targets = doc["targets"]
+    recorded = targets.get("service-stateful-ledger")
+    if not recorded:
+        return []
+    without = targets.get("service-stateful", {}).get("max_sustained_rps")
+    value = recorded["max_sustained_rps"] / without if without else None
+    best = recorded.get("at_max") or {}
+    up_to = best.get("offered_rps", 0.0)
+    errors = sum(s["errors"] for s in recorded["steps"] if s["offered_rps"] <= up_to)
+    ledger = recorded.get("ledger") or {}
+    left = ledger.get("spool_rows_left")
+    return [
+        {
+            "target": "ledger on / off, stateful (p99 <= 15 ms) "
+            f">= {TARGET_LEDGER_VS_NO_LEDGER:.0%}",
+            "value": value,
+            "met": None if value is None else value >= TARGET_LEDGER_VS_NO_LEDGER,
+        },
+        {
+            "target": "ledger on: errors up to its max sustained rate",
+            "value": errors,
+            "met": errors == 0 if best else None,
+        },
+        {
+            "target": "ledger on: decisions left in the spool after the drain",
+            "value": left,
+            "met": None if left is None else left == 0,
+        },
+        {
+            "target": "(context) ledger: seconds to drain the spool after the ladder",
+            "value": ledger.get("drain_seconds"),
+            "met": None,
+        },
+        {
+            "target": "(context) ledger: distinct ids stored / decisions answered",
+            "value": (
+                ledger["distinct_ids_stored"] / ledger["decisions_answered"]
+                if ledger.get("decisions_answered")
+                else None
+            ),
             "met": None,
         },
     ]
@@ -185,7 +234,7 @@ def target_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": share >= TARGET_FILE_VS_IN_PROCESS,
             }
         )
-    return checks + stateful_checks(doc)
+    return checks + stateful_checks(doc) + ledger_checks(doc)
 
 
 def stateful_section(doc: dict[str, Any]) -> list[str]:

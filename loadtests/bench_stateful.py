@@ -8,9 +8,13 @@ raw fields and the service reads and records the history on every adaptive batch
 * **History first.** The store is backfilled with the simulation the pool was drawn from
   (same preset and seed, every row except the pool's own, labels known up to the label delay
   before the simulation's end), so each request reads a realistic card and terminal history.
-* **Fresh ids.** The pool is repeated ``passes`` times with a new transaction id per copy: a
-  retried id would take the store's idempotent replay path instead of a write. Each pass adds
-  the pool's rows once more to their cards' histories (a few rows per card per pass).
+* **Fresh ids, time moving forward.** The pool is repeated ``passes`` times with a new
+  transaction id per copy (a retried id would take the store's idempotent replay path instead
+  of a write), each copy in time order and one pool span later than the one before, the users
+  sharing one sequence through them: every card sees its transactions in time order, as in
+  production. Each pass adds the pool's rows once more to their cards' histories (a few rows
+  per card per pass). The whole simulation is moved ten years back so the last copies are
+  still in the past.
 * **Checked.** Every answer must echo its transaction id (the probability depends on the
   history the load itself writes, so it cannot be precomputed); the service's own
   ``fraud_history_rows_total`` must count no ``unavailable`` row (a degraded answer is not a
@@ -29,7 +33,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,7 +44,11 @@ from fraud_contract.windows import LABEL_DELAY_DAYS
 
 RAW_FIELDS: Final = ("timestamp", "customer_id", "terminal_id", "amount")
 #: Copies of the pool with fresh ids: more than a ladder up to the service's capacity sends.
-DEFAULT_PASSES: Final = 100
+DEFAULT_PASSES: Final = 120
+#: The simulation (backfill and pool) is moved this far back in time, so that the last of the
+#: copies, each one pool span later than the one before, is still in the past (the service
+#: refuses timestamps in the future).
+TIME_SHIFT: Final = timedelta(days=-3650)
 #: Round trips timed by the client-side probe of the store.
 PROBE_CALLS: Final = 2_000
 
@@ -61,15 +69,36 @@ def raw_body(transaction: Mapping[str, Any], transaction_id: str) -> dict[str, A
     return {"transaction_id": transaction_id, **{k: transaction[k] for k in RAW_FIELDS}}
 
 
+def time_ordered_copy(
+    pool: Sequence[Mapping[str, Any]], copy: int
+) -> list[tuple[int, Mapping[str, Any], datetime]]:
+    """Copy ``copy`` of the pool: (index in the pool, transaction, its time in this copy).
+
+    In time order, ``copy + 1`` pool spans after the pool's own times (plus ``TIME_SHIFT``):
+    the first copy starts after the backfilled simulation ends and each copy after the one
+    before, so every card and terminal sees time move forward, as in production (the store
+    refuses rows far behind their card's newest one).
+    """
+    ordered = sorted(enumerate(pool), key=lambda item: (item[1]["timestamp"], item[0]))
+    times = [datetime.fromisoformat(str(t["timestamp"])) for _, t in ordered]
+    span = timedelta(days=(times[-1] - times[0]).days + 1)
+    shift = TIME_SHIFT + (copy + 1) * span
+    return [(i, t, when + shift) for (i, t), when in zip(ordered, times, strict=True)]
+
+
 def request_spec(pool: Sequence[Mapping[str, Any]], passes: int) -> dict[str, Any]:
-    """The client's request file: ``passes`` copies of the pool, ids unique per copy."""
+    """The client's request file: ``passes`` time-ordered copies of the pool, fresh ids.
+
+    The users share one sequence through the file (``order``), so the service sees the
+    transactions in time order.
+    """
     requests = []
     for copy in range(passes):
-        for index, transaction in enumerate(pool):
+        for index, transaction, when in time_ordered_copy(pool, copy):
             transaction_id = f"bench-s{copy}-{index}"
-            body = raw_body(transaction, transaction_id)
+            body = {**raw_body(transaction, transaction_id), "timestamp": when.isoformat()}
             requests.append({"id": transaction_id, "body": json.dumps(body)})
-    return {"path": SCORE_PATH, "check": "echo", "requests": requests}
+    return {"path": SCORE_PATH, "check": "echo", "order": "shared", "requests": requests}
 
 
 def write_request_file(pool: Sequence[Mapping[str, Any]], out: Path, passes: int) -> Path:
@@ -90,6 +119,7 @@ def history_frame(source: Mapping[str, Any], pool: Sequence[Mapping[str, Any]]) 
     frame = frame[~frame["transaction_id"].isin({t["transaction_id"] for t in pool})].copy()
     known = frame["timestamp"].max() - pd.Timedelta(days=LABEL_DELAY_DAYS)
     frame["is_fraud"] = frame["is_fraud"].where(frame["timestamp"] <= known)
+    frame["timestamp"] += TIME_SHIFT
     return frame
 
 
@@ -241,11 +271,16 @@ def probe_sizes(buckets: Mapping[int, float], calls: int, seed: int = 0) -> list
 
 
 def probe_round_trips(
-    url: str, pool: Sequence[Mapping[str, Any]], sizes: Sequence[int], core: int | None = None
+    url: str,
+    pool: Sequence[Mapping[str, Any]],
+    sizes: Sequence[int],
+    core: int | None = None,
+    after_copy: int = DEFAULT_PASSES,
 ) -> dict[str, float]:
     """Time ``update_and_read`` (the service's call, fresh ids) for each batch size, client-side.
 
-    Runs in this process (pinned to ``core`` if given) against the store the service used.
+    Runs in this process (pinned to ``core`` if given) against the store the service used,
+    with copies of the pool later than copy ``after_copy`` (after everything the load sent).
     """
     from service.history import HistoryStore  # noqa: PLC0415
 
@@ -256,15 +291,18 @@ def probe_round_trips(
     durations: list[float] = []
     unavailable = 0
     try:
-        cursor = 0
+        cursor, copies = 0, {}
         for call, size in enumerate(sizes):
             rows = []
             for offset in range(size):
-                t = pool[(cursor + offset) % len(pool)]
+                copy, position = divmod(cursor + offset, len(pool))
+                if copy not in copies:
+                    copies = {copy: time_ordered_copy(pool, after_copy + 1 + copy)}
+                _, t, when = copies[copy][position]
                 rows.append(
                     ProbeRow(
                         f"probe-{call}-{offset}",
-                        datetime.fromisoformat(str(t["timestamp"])),
+                        when,
                         str(t["customer_id"]),
                         str(t["terminal_id"]),
                         float(t["amount"]),
@@ -329,16 +367,20 @@ class StatefulRun:
     url: str
     pool: list[dict[str, Any]]
     backfill: dict[str, float]
+    #: Copies of the pool in the request file (the probe's rows come after the last one).
+    passes: int = DEFAULT_PASSES
     metrics_before: dict[tuple[str, tuple[tuple[str, str], ...]], float] | None = None
     stats_before: dict[str, dict[str, float]] | None = None
 
     @classmethod
     @contextlib.contextmanager
-    def started(cls, core: int, data_dir: Path) -> Iterator[StatefulRun]:
+    def started(
+        cls, core: int, data_dir: Path, passes: int = DEFAULT_PASSES
+    ) -> Iterator[StatefulRun]:
         """Start a pinned Valkey and backfill it with the pool's history."""
         pool, source = load_payloads()
         with pinned_valkey(core, data_dir) as url:
-            yield cls(url, pool, backfill(url, history_frame(source, pool)))
+            yield cls(url, pool, backfill(url, history_frame(source, pool)), passes)
 
     @property
     def service_env(self) -> dict[str, str]:
@@ -355,7 +397,7 @@ class StatefulRun:
         profile = batch_profile(self.metrics_before or {}, scrape(get_text(base_url + "/metrics")))
         cpu = script_cpu(self.stats_before or {}, command_stats(self.url))
         sizes = probe_sizes(profile["batch_size_buckets"], PROBE_CALLS)
-        probe = probe_round_trips(self.url, self.pool, sizes, client_core)
+        probe = probe_round_trips(self.url, self.pool, sizes, client_core, self.passes)
         return {
             "backfill": self.backfill,
             "service": profile,

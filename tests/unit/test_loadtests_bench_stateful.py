@@ -52,6 +52,38 @@ def test_stateful_requests_carry_only_raw_fields_with_an_id_unique_per_copy() ->
     assert bench_client.check_answer("echo", {"transaction_id": "other"}, item) is not None
 
 
+def test_every_card_sees_time_move_forward_through_the_copies_and_after_the_backfill() -> None:
+    pool, source = bench_stateful.load_payloads()
+    spec = bench_stateful.request_spec(pool, passes=3)
+    assert spec["order"] == "shared"  # the users walk one sequence, in the file's order
+    times = [json.loads(r["body"])["timestamp"] for r in spec["requests"]]
+    assert times == sorted(times) and len(set(times)) > len(pool)
+    backfill_end = bench_stateful.history_frame(source, pool)["timestamp"].max()
+    assert pd.Timestamp(times[0]) > backfill_end
+    assert pd.Timestamp(times[-1]) < pd.Timestamp.now()  # not refused as in the future
+    # The probe's rows come after everything the load sent.
+    probe = bench_stateful.time_ordered_copy(pool, 3)
+    assert probe[0][2].isoformat() > times[-1]
+
+
+def test_users_share_one_sequence_when_the_file_says_so() -> None:
+    class User:
+        _index = 0
+
+    next_index = bench_client.BenchUser._next_index
+    saved = (bench_client.REQUESTS, bench_client.ORDER, bench_client.NEXT_SHARED)
+    try:
+        bench_client.REQUESTS = [{}] * 5
+        bench_client.ORDER, bench_client.NEXT_SHARED = "shared", 0
+        first, second = User(), User()
+        seen = [next_index(u) for u in (first, second, first, second, first, second)]  # type: ignore[arg-type]
+        assert seen == [0, 1, 2, 3, 4, 0]
+        bench_client.ORDER = "per-user"
+        assert [next_index(first), next_index(second)] == [1, 1]  # type: ignore[arg-type]
+    finally:
+        bench_client.REQUESTS, bench_client.ORDER, bench_client.NEXT_SHARED = saved
+
+
 def test_the_history_frame_leaves_out_the_pool_and_the_labels_not_known_yet() -> None:
     pool, source = bench_stateful.load_payloads()
     frame = bench_stateful.history_frame(source, pool[:50])
