@@ -23,7 +23,7 @@ from fraud_contract.schema import AGGREGATE_FIELDS, Transaction
 from service.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from service.history import HistoryStore, Label
+    from service.history import Aggregates, HistoryStore, Label, LateTransactionError
     from service.ledger.model import LabelTarget
     from service.metrics import ServiceMetrics
 
@@ -68,7 +68,9 @@ class HistoryEnricher:
 
         Refused: timestamps the store cannot hold, and timestamps further in the future (wall
         clock) than ``max_future_s``: a clock error would otherwise push the card's windows
-        ahead for every later transaction. Old timestamps are fine (replays, late data).
+        ahead for every later transaction. Old timestamps pass here (replays, late data): only
+        the store knows how far behind its card's and terminal's newest one a row is, so
+        that check is in :meth:`enrich`.
         """
         from service.history import InvalidHistoryRowError, check_row  # noqa: PLC0415
 
@@ -94,6 +96,32 @@ class HistoryEnricher:
                     ],
                     reason="out_of_range",
                 )
+
+    @staticmethod
+    def _refused(
+        exc: LateTransactionError,
+        n: int,
+        *,
+        strict: bool,
+        refusals: dict[int, InvalidInput] | None,
+    ) -> list[Aggregates | None]:
+        """The 422s (or the degraded results) of a call the store refused rows of."""
+        late = sorted(row for row, why in exc.refused.items() if why != "batch")
+        if strict:
+            problems = [
+                {"field": f"transactions.{row}.timestamp", "reason": exc.reason(row)}
+                for row in late
+            ]
+            raise InvalidInput(
+                f"The request has {len(problems)} problem(s); see 'errors'.",
+                problems,
+                reason="out_of_range",
+            ) from None
+        if refusals is not None:
+            refusals.update({row: _late_error("timestamp", exc.reason(row)) for row in late})
+        elif len(late) == n:
+            raise _late_error("timestamp", exc.reason(late[0])) from None
+        return list(exc.results)
 
     def apply_labels(self, targets: Sequence[LabelTarget]) -> dict[str, LabelHistoryState]:
         """Mark each transaction's terminal record with its winning label, in one round trip.
@@ -123,12 +151,36 @@ class HistoryEnricher:
         return states
 
     def enrich(
-        self, endpoint: str, transactions: Sequence[Transaction], *, record: bool = True
+        self,
+        endpoint: str,
+        transactions: Sequence[Transaction],
+        *,
+        record: bool = True,
+        refusals: dict[int, InvalidInput] | None = None,
     ) -> tuple[list[Transaction], list[HistoryState]]:
-        """The transactions with their aggregates filled in, and each one's history state."""
+        """The transactions with their aggregates filled in, and each one's history state.
+
+        A transaction more than ``max_lateness`` behind its card's or terminal's newest one is
+        never recorded (the store refuses it, :class:`~service.history.LateTransactionError`):
+
+        * ``batch`` (one request): nothing of the batch is recorded and the request is a 422
+          naming ``transactions.N.timestamp``;
+        * ``single`` (an adaptive batch of several requests): the others are recorded; the
+          late ones go to ``refusals`` (index -> the 422 to answer) when the caller passes a
+          dict, else the batch is a 422 naming ``timestamp`` when every row is late, else the
+          late rows are scored without history (``unavailable``).
+        """
+        from service.history import LateTransactionError  # noqa: PLC0415
+
+        strict = endpoint == "batch"
         started = time.perf_counter()
-        found = self.store.update_and_read(transactions, record=record)
-        self.metrics.observe_history_step(endpoint, time.perf_counter() - started)
+        try:
+            found = self.store.update_and_read(transactions, record=record, strict=strict)
+        except LateTransactionError as exc:
+            self.metrics.observe_history_step(endpoint, time.perf_counter() - started)
+            found = self._refused(exc, len(transactions), strict=strict, refusals=refusals)
+        else:
+            self.metrics.observe_history_step(endpoint, time.perf_counter() - started)
         enriched: list[Transaction] = []
         states: list[HistoryState] = []
         for transaction, aggregates in zip(transactions, found, strict=True):
@@ -145,6 +197,14 @@ class HistoryEnricher:
             states.append("replayed" if aggregates.replayed else "used")
         self.metrics.observe_history(endpoint, states)
         return enriched, states
+
+
+def _late_error(field: str, reason: str) -> InvalidInput:
+    return InvalidInput(
+        "The request has 1 problem; see 'errors'.",
+        [{"field": field, "reason": reason}],
+        reason="out_of_range",
+    )
 
 
 def history_labels(targets: Sequence[LabelTarget]) -> list[Label]:

@@ -21,6 +21,7 @@ from service.history.model import (
     InvalidHistoryRowError,
     Label,
     LabelReport,
+    LateTransactionError,
     RawTransaction,
     event_seconds,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidHistoryRowError",
     "Label",
     "LabelReport",
+    "LateTransactionError",
     "RawTransaction",
     "check_row",
     "event_seconds",

@@ -32,6 +32,10 @@ CARD: Final = 1
 TERMINAL: Final = 2
 #: First byte of an update result: the transaction id was seen before.
 REPLAYED: Final = 1
+#: First byte of a refused op: its entity's newest row is more than ``max_lateness`` ahead
+#: (LATE), or the row was refused for its other entity or, all or nothing, for another row.
+LATE: Final = 3
+NOT_WRITTEN: Final = 4
 
 
 def transaction_tag(transaction_id: str | None) -> int:
@@ -119,8 +123,13 @@ def update_groups(
 
 def decode_update(
     replies: Sequence[bytes], groups: Sequence[Group], seconds: Sequence[int]
-) -> list[Aggregates | None]:
-    """Turn the update script's binary replies into one :class:`Aggregates` per row."""
+) -> tuple[list[Aggregates | None], dict[int, str]]:
+    """Turn the update script's binary replies into one :class:`Aggregates` per row.
+
+    Also returns the refused rows: row -> ``"card"`` or ``"terminal"`` (that entity's newest
+    row is too far ahead) or ``"batch"`` (not written because another row was refused); a
+    refused row's aggregates are ``None``.
+    """
     n = len(seconds)
     card: list[tuple[Any, ...]] = [()] * n
     terminal: list[tuple[Any, ...]] = [()] * n
@@ -136,10 +145,15 @@ def decode_update(
                 terminal[row] = unpack_terminal(reply, offset)
                 offset += terminal_size
     out: list[Aggregates | None] = []
+    refused: dict[int, str] = {}
     append = out.append
     for row in range(n):
         cs, c1, c7, c30, m1, m7, m30, std, ref, h1, h7 = card[row]
-        _, n1, n7, n30, f1, f7, f30, rn, rp, rf = terminal[row]
+        ts, n1, n7, n30, f1, f7, f30, rn, rp, rf = terminal[row]
+        if cs >= LATE or ts >= LATE:
+            refused[row] = "card" if cs == LATE else "terminal" if ts == LATE else "batch"
+            append(None)
+            continue
         append(
             Aggregates(
                 c1,
@@ -164,7 +178,7 @@ def decode_update(
                 cs == REPLAYED,
             )
         )
-    return out
+    return out, refused
 
 
 def check_row(row: RawTransaction) -> None:

@@ -38,6 +38,44 @@ class InvalidHistoryRowError(ValueError):
         self.field = field
 
 
+class LateTransactionError(InvalidHistoryRowError):
+    """Rows more than ``max_lateness`` behind their card's or terminal's newest transaction.
+
+    Such a row is never recorded: its windows could miss rows the store has already trimmed.
+    ``refused`` maps each refused row (index in the call) to ``"card"`` or ``"terminal"``
+    (whose newest row is too far ahead) or ``"batch"`` (all or nothing: not recorded because
+    another row was refused). ``results`` are the other rows' aggregates (``None`` for the
+    refused ones); ``recorded`` says whether those other rows were recorded.
+    """
+
+    def __init__(
+        self,
+        refused: dict[int, str],
+        results: list[Aggregates | None],
+        *,
+        recorded: bool,
+        max_lateness: int,
+    ) -> None:
+        super().__init__(
+            "timestamp",
+            f"more than {max_lateness} s behind the newest transaction of its card or terminal",
+        )
+        self.refused = refused
+        self.results = results
+        self.recorded = recorded
+        self.max_lateness = max_lateness
+
+    def reason(self, row: int) -> str:
+        """Why ``row`` was refused, for a 422's ``reason``."""
+        entity = self.refused.get(row)
+        if entity in ("card", "terminal"):
+            return (
+                f"more than {self.max_lateness} s behind the newest transaction of its {entity} "
+                "(its windows may miss rows already trimmed)"
+            )
+        return "not recorded: another transaction of the call was refused"
+
+
 class HistoryUnavailableError(RuntimeError):
     """The store did not answer (down, slow, or the circuit breaker is open)."""
 
@@ -79,6 +117,11 @@ class HistorySettings:
     #: and still find every row its windows need. Exact up to REFERENCE_LAG_DAYS (beyond that
     #: the high/plain flags of newer rows are not revised).
     max_lateness: int = 24 * 3600
+    #: Refuse (never record) a transaction more than max_lateness behind its card's or
+    #: terminal's newest: its windows could miss trimmed rows (LateTransactionError, a 422 in
+    #: the service). Off by default: the stateful bench replays its pool out of order far
+    #: beyond max_lateness, and those rows are then recorded, their windows approximate.
+    refuse_late: bool = False
     #: Wall-clock TTLs; None derives them from the windows (history span + max_lateness).
     card_ttl: int | None = None
     terminal_ttl: int | None = None

