@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
@@ -26,7 +27,9 @@ from service.errors import ApiError, InvalidInput
 from service.ledger import Decision, Label, Ledger, LedgerSettings, LedgerUnavailable
 from service.ledger.embedded import start_embedded, stop_embedded
 from service.ledger.label_files import parse_label_file
+from service.ledger.labels import replay_labels
 from service.ledger.migrate import MIGRATIONS_DIR, MigrationError, applied_versions, migrate
+from service.ledger.model import LabelTarget
 from service.ledger.spool import encode
 from service.ledger.writer import copy_payloads
 
@@ -483,3 +486,64 @@ def test_the_migrate_and_retention_commands(server_url: str, tmp_path: Path) -> 
     missing = cli("migrate", environ=unset)
     assert missing.returncode == 2
     assert "FRAUD_DATABASE_URL" in missing.stderr
+
+
+# --- labels for the history store -----------------------------------------------------------
+
+
+def test_plain_amount_is_stored_and_payloads_spooled_before_it_still_load(
+    pool: ConnectionPool,
+) -> None:
+    plain = dataclasses.replace(decision(1), plain_amount=True)
+    old = orjson.dumps(decision(2).as_row()[:-1])  # spooled by a version without the column
+    assert copy_payloads(pool, [encode(plain), encode(decision(3)), old]) == 3
+    with pool.connection() as conn:
+        stored: dict[str, bool | None] = dict(
+            conn.execute("SELECT transaction_id, plain_amount FROM decisions").fetchall()
+        )
+    assert stored == {"tx-0000001": True, "tx-0000003": None, "tx-0000002": None}
+
+
+def test_each_label_call_hands_the_winning_labels_to_apply_and_replay_finds_them(
+    pool: ConnectionPool, ledger: Ledger
+) -> None:
+    copy_payloads(
+        pool, [encode(dataclasses.replace(decision(i), plain_amount=i == 1)) for i in (1, 2)]
+    )
+    applied: list[list[LabelTarget]] = []
+    ledger.record_labels(
+        [
+            label(1, "fraud", hours=2),
+            label(1, "genuine", hours=1),
+            label(2, "genuine"),
+            label(9, "fraud"),
+        ],
+        applied.append,
+    )
+    (targets,) = applied
+    assert [(t.transaction_id, t.fraud, t.plain_amount, t.terminal_id) for t in targets] == [
+        ("tx-0000001", True, True, "term-1"),  # the later report wins, whatever the order sent
+        ("tx-0000002", False, False, "term-2"),
+    ]
+    assert targets[0].event_time == BASE_TIME + timedelta(seconds=1)
+    # An apply that fails rolls the whole call back: nothing half-written.
+    with pytest.raises(RuntimeError):
+        ledger.record_labels([label(2, "fraud", hours=9)], _fail)
+    assert ledger.get_decision("tx-0000002").label == "genuine"  # type: ignore[union-attr]
+    # The CLI's replay: every winner again, in chunks, under the lock.
+    seen: list[str] = []
+
+    def count(chunk: list[LabelTarget]) -> int:
+        seen.extend(t.transaction_id for t in chunk)
+        return len(chunk) - 1
+
+    assert replay_labels(pool, count, chunk=1) == (2, 0)
+    assert seen == ["tx-0000001", "tx-0000002"]
+    assert replay_labels(pool, count, received_since=datetime.now(UTC) + timedelta(hours=1)) == (
+        0,
+        0,
+    )
+
+
+def _fail(targets: list[LabelTarget]) -> None:
+    raise RuntimeError("apply failed")
