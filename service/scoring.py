@@ -48,6 +48,38 @@ class StepTimes:
     postprocess: float
 
 
+@dataclass(frozen=True)
+class ScoredRows:
+    """One model call's results as columns: ids, decisions and each row's reasons."""
+
+    transaction_ids: Sequence[str | None]
+    decisions: Decisions
+    #: Each row's reasons (``[]`` when it has none), plain Python values.
+    reasons: list[list[dict[str, Any]]]
+
+    def __len__(self) -> int:
+        return len(self.transaction_ids)
+
+    def results(self, threshold: float, model_tag: str) -> list[dict[str, Any]]:
+        """One :class:`fraud_contract.api.ScoreResult`-shaped dict per row, in order."""
+        ids, reasons = self.transaction_ids, self.reasons
+        probabilities = self.decisions.probabilities.tolist()
+        flags = self.decisions.is_fraud.tolist()
+        bands = self.decisions.bands
+        return [
+            {
+                "transaction_id": ids[i],
+                "fraud_probability": probabilities[i],
+                "is_fraud": flags[i],
+                "risk_band": bands[i],
+                "threshold": threshold,
+                "model_tag": model_tag,
+                "reasons": reasons[i],
+            }
+            for i in range(len(probabilities))
+        ]
+
+
 class Scorer:
     """Turns transactions into :class:`fraud_contract.api.ScoreResult`-shaped dicts."""
 
@@ -109,11 +141,34 @@ class Scorer:
 
         Same results in the same order (``transaction_id`` echoed), same reasons policy.
         """
+        scored, times = self.score_columns_rows(batch, explain)
         started = time.perf_counter()
-        if not len(batch):
-            return [], StepTimes(0.0, 0.0, 0.0)
-        matrix = compute_features(batch.columns, self.feature_names)
-        return self._score_matrix(batch.transaction_ids, matrix, explain, started)
+        results = scored.results(self.threshold, self.model_tag)
+        built = time.perf_counter() - started
+        return results, StepTimes(times.preprocess, times.predict, times.postprocess + built)
+
+    def score_columns_rows(
+        self, batch: TransactionColumns, explain: Sequence[bool] | np.ndarray | None = None
+    ) -> tuple[ScoredRows, StepTimes]:
+        """:meth:`score_columns` as columns: decisions and reasons, no per-row dict.
+
+        For callers that serialise the results themselves (:mod:`service.batch_response`).
+        """
+        started = time.perf_counter()
+        matrix = compute_features(batch.columns, self.feature_names) if len(batch) else None
+        featured = time.perf_counter()
+        if matrix is None:
+            empty = self.decide(np.empty(0))
+            return ScoredRows([], empty, []), StepTimes(featured - started, 0.0, 0.0)
+        prediction, explained = self._predict(matrix, explain)
+        predicted = time.perf_counter()
+        scored = ScoredRows(
+            batch.transaction_ids,
+            self.decide(prediction.probabilities),
+            self._reasons(matrix, prediction.contributions, explained),
+        )
+        done = time.perf_counter()
+        return scored, StepTimes(featured - started, predicted - featured, done - predicted)
 
     def _score_matrix(
         self,
@@ -123,17 +178,22 @@ class Scorer:
         started: float,
     ) -> tuple[list[dict[str, Any]], StepTimes]:
         featured = time.perf_counter()
-        asked = np.asarray(explain, dtype=bool) if explain is not None else None
-        if self.top_k == 0:
-            prediction, explained = self.model.predict(matrix, explain=False), None
-        elif self.reasons == "all":
-            prediction, explained = self.model.predict(matrix, explain=True), None
-        else:
-            prediction, explained = self._explain_selected(matrix, asked)
+        prediction, explained = self._predict(matrix, explain)
         predicted = time.perf_counter()
         results = self.results(ids, matrix, prediction, explained)
         done = time.perf_counter()
         return results, StepTimes(featured - started, predicted - featured, done - predicted)
+
+    def _predict(
+        self, matrix: np.ndarray, explain: Sequence[bool] | np.ndarray | None
+    ) -> tuple[Prediction, np.ndarray | None]:
+        """The model call under the reasons policy: (prediction, rows explained or None)."""
+        asked = np.asarray(explain, dtype=bool) if explain is not None else None
+        if self.top_k == 0:
+            return self.model.predict(matrix, explain=False), None
+        if self.reasons == "all":
+            return self.model.predict(matrix, explain=True), None
+        return self._explain_selected(matrix, asked)
 
     def _explain_selected(
         self, matrix: np.ndarray, asked: np.ndarray | None
@@ -167,21 +227,10 @@ class Scorer:
         there are contributions); the others get no reasons.
         """
         decisions = self.decide(prediction.probabilities)
-        probabilities = prediction.probabilities.tolist()
-        flags = decisions.is_fraud.tolist()
         reasons = self._reasons(matrix, prediction.contributions, explained)
-        return [
-            {
-                "transaction_id": transaction_ids[i],
-                "fraud_probability": probabilities[i],
-                "is_fraud": flags[i],
-                "risk_band": decisions.bands[i],
-                "threshold": self.threshold,
-                "model_tag": self.model_tag,
-                "reasons": reasons[i],
-            }
-            for i in range(len(probabilities))
-        ]
+        return ScoredRows(transaction_ids, decisions, reasons).results(
+            self.threshold, self.model_tag
+        )
 
     def _reasons(
         self, matrix: np.ndarray, contributions: np.ndarray | None, explained: np.ndarray | None

@@ -20,12 +20,8 @@ from fraud_contract.api import BatchRequest
 from fraud_contract.features import columns_from_records
 from fraud_contract.schema import AGGREGATE_FIELDS, example_transaction, is_whole_number
 from service.errors import ApiError, from_validation_error
-from service.json_input import (
-    TransactionColumns,
-    _columns_if_plainly_valid,
-    decode_batch,
-    decode_transaction,
-)
+from service.json_columns import plain_columns as _columns_if_plainly_valid
+from service.json_input import TransactionColumns, decode_batch, decode_transaction
 
 
 def _batch(rows: list[dict[str, Any]]) -> bytes:
