@@ -33,6 +33,11 @@ SOURCES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("v1",),
     ),
     (
+        "github.com/prometheus-operator/prometheus-operator@v0.85.0",
+        "example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml",
+        ("v1",),
+    ),
+    (
         "github.com/kedacore/keda/v2@v2.18.0",
         "config/crd/bases/keda.sh_scaledobjects.yaml",
         ("v1alpha1",),

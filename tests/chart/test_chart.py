@@ -160,8 +160,20 @@ def test_pods_run_non_root_read_only_without_privileges(values_file: str) -> Non
             assert sc["capabilities"] == {"drop": ["ALL"]}, name
             assert sc["runAsNonRoot"] is True, name
             # The only writable places are /tmp, an emptyDir with a size limit, and a
-            # StatefulSet's own data volumes (its volumeClaimTemplates, with a size).
+            # StatefulSet's own data volumes (its volumeClaimTemplates, with a size), or a
+            # per-pod ephemeral claim with a size (the ledger's spool).
             claims = {c["metadata"]["name"] for c in owner["spec"].get("volumeClaimTemplates", [])}
+            claims |= {
+                name
+                for name, volume in volumes.items()
+                if volume.get("emptyDir", {}).get("sizeLimit")
+                or volume.get("ephemeral", {})
+                .get("volumeClaimTemplate", {})
+                .get("spec", {})
+                .get("resources", {})
+                .get("requests", {})
+                .get("storage")
+            }
             tmp = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
             assert len(tmp) == 1, name
             assert volumes[tmp[0]["name"]]["emptyDir"]["sizeLimit"], name

@@ -56,6 +56,9 @@ CRD_NAMES: dict[tuple[str, str], CrdNames] = {
     ("monitoring.coreos.com", "ServiceMonitor"): CrdNames(
         plural="servicemonitors", scope="Namespaced", short_names=("smon",)
     ),
+    ("monitoring.coreos.com", "PrometheusRule"): CrdNames(
+        plural="prometheusrules", scope="Namespaced", short_names=("promrule",)
+    ),
     ("keda.sh", "ScaledObject"): CrdNames(
         plural="scaledobjects", scope="Namespaced", short_names=("so",)
     ),
