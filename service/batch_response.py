@@ -10,7 +10,7 @@ themselves (:func:`service.json_input.decode_transactions`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import numpy as np
 import orjson
@@ -18,15 +18,26 @@ import orjson
 from service.json_input import decode_batch
 
 if TYPE_CHECKING:
-    from service.metrics import ServiceMetrics
-    from service.scoring import ScoredRows, Scorer
+    from service.scoring import ScoredRows, Scorer, StepTimes
 
 _ENDPOINT: Final = "batch"
 _NO_REASONS: Final = b"[]"
 _FLAGS: Final = (b"false", b"true")
 
 
-def score_batch_body(scorer: Scorer, metrics: ServiceMetrics, body: bytes, explain: bool) -> bytes:
+class BatchMetrics(Protocol):
+    """What the endpoint records (:class:`service.metrics.ServiceMetrics` has it)."""
+
+    def observe_batch(self, endpoint: str, rows: int) -> None: ...
+
+    def observe_scores(
+        self, endpoint: str, probabilities: np.ndarray, is_fraud: np.ndarray
+    ) -> None: ...
+
+    def observe_steps(self, endpoint: str, timings: StepTimes) -> None: ...
+
+
+def score_batch_body(scorer: Scorer, metrics: BatchMetrics, body: bytes, explain: bool) -> bytes:
     """Decode, score and encode one batch body; record its rows, scores and step times.
 
     ``explain`` asks for reasons on every result (``?explain=true``); otherwise the scorer's

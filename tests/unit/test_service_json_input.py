@@ -151,6 +151,60 @@ def test_plain_batches_take_the_column_path() -> None:
     assert _columns_if_plainly_valid(_batch(mixed), 1000) is not None
 
 
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"terminal_risk_7d": None, "customer_nb_tx_1d": None, "transaction_id": None},
+        {"transaction_id": "null:1", "customer_id": "nullnull", "terminal_id": "a:b:c"},
+        {"transaction_id": "null", "terminal_risk_7d": 0},
+    ],
+)
+def test_nulls_and_texts_that_look_like_keys_take_the_column_path(row: dict[str, Any]) -> None:
+    rows = _rows(3)
+    rows[1] |= row
+    body = _batch(rows)
+    fast = _columns_if_plainly_valid(body, 1000)
+    reference = _reference(body)
+    assert fast is not None and isinstance(reference, TransactionColumns)
+    assert fast.transaction_ids == reference.transaction_ids
+    for name, values in reference.columns.items():
+        np.testing.assert_array_equal(fast.columns[name], values, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("member", "field"),
+    [
+        ('"terminal_risk_7d": null, "terminal_risk_7d": null', "terminal_risk_7d"),
+        ('"terminal_risk_7d": 0.1, "terminal_risk_7d": null', "terminal_risk_7d"),
+        ('"transaction_id": null, "transaction_id": "t9"', "transaction_id"),
+        ('"customer_id": "a:b", "customer_id": "a:b"', "customer_id"),
+        ('"amount": 3, "amount": 3', "amount"),
+    ],
+)
+def test_a_repeated_key_is_never_taken_by_the_column_path(member: str, field: str) -> None:
+    rows = [{k: v for k, v in r.items() if k not in (field, "terminal_risk_7d")} for r in _rows(3)]
+    text = json.dumps({"transactions": rows})
+    text = text.replace('"timestamp"', member + ', "timestamp"', 1)
+    assert _columns_if_plainly_valid(text.encode(), 1000) is None
+    error = _error(lambda b: decode_batch(b, max_rows=10), text.encode())
+    assert (error.status, error.errors[0]["field"]) == (400, f"transactions.0.{field}")
+
+
+@pytest.mark.parametrize(
+    "value", ['""', '"-Infinity"', "-1e999", "1e999", '"NaN"', "-0.5", "[]", "{}"]
+)
+def test_values_like_the_absent_markers_are_the_contracts_errors(value: str) -> None:
+    field = "transaction_id" if value == '""' else "terminal_risk_7d"
+    rows = _rows(3)
+    text = json.dumps(rows[1])
+    bad = json.dumps({k: v for k, v in rows[1].items() if k != field} | {field: "PLACEHOLDER"})
+    body = json.dumps({"transactions": rows}).replace(text, bad).replace('"PLACEHOLDER"', value)
+    assert _columns_if_plainly_valid(body.encode(), 1000) is None
+    error = _error(lambda b: decode_batch(b, max_rows=10), body.encode())
+    assert error.body() == _pydantic_error(body.encode())
+    assert error.errors[0]["field"] == f"transactions.1.{field}"
+
+
 def test_decoding_is_safe_in_worker_threads() -> None:
     bodies = [_batch(_rows(20, amount=float(i))) for i in range(16)]
     with ThreadPoolExecutor(4) as pool:
@@ -164,7 +218,7 @@ def test_decoding_is_safe_in_worker_threads() -> None:
 _COUNT_NAMES = [name for name in AGGREGATE_FIELDS if is_whole_number(name)]
 _FLOAT_NAMES = [name for name in AGGREGATE_FIELDS if not is_whole_number(name)]
 _IDS = st.from_regex(r"[A-Za-z0-9_.:-]{1,8}", fullmatch=True) | st.sampled_from(
-    ["", " C1", "C 1", "Cé", "x" * 65, "C1\t"]
+    ["", " C1", "C 1", "Cé", "x" * 65, "C1\t", "null", "a:null:b"]
 )
 _TIMESTAMPS = st.sampled_from(
     [

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from fraud_contract.features import columns_from_records
 from fraud_contract.schema import Transaction, example_transaction
+from service.batch_response import encode_answer, score_batch_body
 from service.errors import ApiError
-from service.json_input import TransactionColumns
+from service.json_input import TransactionColumns, decode_batch
 from service.model import LoadedModel, ModelLoadError, load_from_store, load_model
-from service.scoring import Scorer
+from service.scoring import Scorer, StepTimes
 from service.tables import score_table
 from testkit.api import load_tiny_model
 
@@ -248,3 +250,88 @@ def test_explain_flags_add_reasons_to_the_policy(model: LoadedModel) -> None:
     assert all(len(r["reasons"]) == 3 for r in every.score(transactions, [False] * 12))
     off = Scorer(model, threshold=0.0, top_k=0, reasons="flagged")
     assert all(r["reasons"] == [] for r in off.score(transactions, [True] * 12))
+
+
+# ---- the batch answer, written column-wise --------------------------------------------------
+
+
+def _columns_of(transactions: list[Transaction], ids: list[str | None]) -> TransactionColumns:
+    return TransactionColumns(columns_from_records(transactions), ids)
+
+
+@pytest.mark.parametrize("reasons", ["all", "flagged", "none"])
+def test_the_batch_answer_is_byte_for_byte_orjsons(model: LoadedModel, reasons: str) -> None:
+    transactions = _transactions(30)
+    ranked = sorted(
+        r["fraud_probability"] for r in Scorer(model, threshold=None, top_k=0).score(transactions)
+    )
+    scorer = Scorer(model, threshold=(ranked[12] + ranked[13]) / 2, top_k=3, reasons=reasons)  # type: ignore[arg-type]
+    # None, commas and quotes in ids: the answer must not depend on what the ids hold.
+    ids: list[str | None] = [f"tx-{i}" for i in range(30)]
+    ids[3], ids[4], ids[5] = None, "a,b", 'q"'
+    batch = _columns_of(transactions, ids)
+    for explain in (None, [i % 4 == 0 for i in range(30)]):
+        results, _ = scorer.score_columns(batch, explain)
+        scored, times = scorer.score_columns_rows(batch, explain)
+        expected = orjson.dumps({"model_tag": scorer.model_tag, "results": results})
+        got = encode_answer(scored, threshold=scorer.threshold, model_tag=scorer.model_tag)
+        assert got == expected
+        assert min(times.preprocess, times.predict, times.postprocess) >= 0.0
+    empty, _ = scorer.score_columns_rows(TransactionColumns({}, []))
+    assert encode_answer(empty, threshold=0.5, model_tag="m:1") == orjson.dumps(
+        {"model_tag": "m:1", "results": []}
+    )
+
+
+class _RecordedMetrics:
+    """The three observations the batch endpoint makes, kept for the test."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def observe_batch(self, endpoint: str, rows: int) -> None:
+        self.calls.append(("batch", (endpoint, rows)))
+
+    def observe_scores(
+        self, endpoint: str, probabilities: np.ndarray, is_fraud: np.ndarray
+    ) -> None:
+        self.calls.append(("scores", (endpoint, list(probabilities), list(is_fraud))))
+
+    def observe_steps(self, endpoint: str, timings: StepTimes) -> None:
+        self.calls.append(("steps", endpoint))
+
+
+@pytest.mark.parametrize("explain", [False, True])
+def test_a_batch_body_is_answered_as_the_route_did(model: LoadedModel, explain: bool) -> None:
+    transactions = _transactions(12)
+    rows = [t.model_dump(mode="json", exclude_none=True) for t in transactions]
+    body = orjson.dumps({"transactions": rows})
+    scorer = Scorer(model, threshold=None, top_k=3, reasons="flagged")
+    metrics = _RecordedMetrics()
+    answer = score_batch_body(scorer, metrics, body, explain)
+    flags = [True] * 12 if explain else None
+    results, _ = scorer.score_columns(decode_batch(body), flags)
+    assert answer == orjson.dumps({"model_tag": scorer.model_tag, "results": results})
+    if explain:
+        assert all(len(r["reasons"]) == 3 for r in orjson.loads(answer)["results"])
+    assert metrics.calls[0] == ("batch", ("batch", 12))
+    assert metrics.calls[1] == (
+        "scores",
+        ("batch", [r["fraud_probability"] for r in results], [r["is_fraud"] for r in results]),
+    )
+    assert metrics.calls[2] == ("steps", "batch")
+
+
+def test_a_bad_batch_body_names_the_field(model: LoadedModel) -> None:
+    rows = [t.model_dump(mode="json", exclude_none=True) for t in _transactions(4)]
+    rows[2]["amount"] = -1
+    metrics = _RecordedMetrics()
+    with pytest.raises(ApiError) as caught:
+        score_batch_body(
+            Scorer(model, threshold=None, top_k=3),
+            metrics,
+            orjson.dumps({"transactions": rows}),
+            False,
+        )
+    assert (caught.value.status, caught.value.errors[0]["field"]) == (422, "transactions.2.amount")
+    assert metrics.calls == []
