@@ -96,13 +96,16 @@ fmt: env ## Format and auto-fix
 	$(RUN) ruff check --fix .
 
 .PHONY: test
-test: env system-deps ## Whole test suite: lint, unit, integration, chart, e2e, load test
+test: env system-deps ## Whole test suite: lint, unit, integration, chart, e2e, real node, load test
 	$(MAKE) lint
 	$(RUN) pytest tests/unit
 	$(RUN) pytest tests/integration
 	$(MAKE) chart-check
 	$(MAKE) cluster-build
 	$(RUN) pytest tests/e2e
+	@if [ "$${CI:-}" = true ] || { [ "$$(id -u)" = 0 ] && command -v containerd >/dev/null; }; then \
+	  $(MAKE) test-node; \
+	  else echo "skipping tests/node: the real node needs root and 'make system-deps' (then 'make test-node')"; fi
 	$(MAKE) loadtest
 
 .PHONY: test-unit
@@ -147,10 +150,12 @@ cluster-up: cluster-build ## Start a local control plane with kwok nodes and one
 cluster-down: ## Stop and delete the local cluster started by cluster-up, real node included (processes, mounts, bridge, iptables)
 	bash cluster/down.sh
 
+# A cluster this target starts is deleted afterwards; one already running (make cluster-up) stays.
 .PHONY: test-node
 test-node: env ## The chart's API on the real node of `make cluster-up` (real image, probes, Service): tests/node
-	$(MAKE) cluster-up
-	$(RUN) pytest tests/node
+	@started=0; [ -f .tools/cluster/node/cluster-name ] || started=1; \
+	  $(MAKE) cluster-up && $(RUN) pytest tests/node; rc=$$?; \
+	  if [ $$started = 1 ]; then $(MAKE) cluster-down; fi; exit $$rc
 
 ##@ Delivery (compose, Kubernetes, releases)
 # Compose CLI: `docker compose` when a Docker daemon answers, else podman-compose (test group).
