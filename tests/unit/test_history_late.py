@@ -88,14 +88,14 @@ def test_late_singles_among_others_go_to_refusals_or_degrade() -> None:
     assert list(refusals) == [1] and refusals[1].errors[0]["field"] == "timestamp"
     assert states == ["used", "unavailable", "used"]
     assert rows[0].customer_nb_tx_1d == 1 and rows[1].customer_nb_tx_1d is None
-    # Without a refusals dict (today's batcher) the late one is scored without history.
+    # Without a refusals dict the late one is scored without history.
     _, states = enricher.enrich("single", _rows(3))
     assert states == ["used", "unavailable", "used"]
 
 
-def test_late_rows_are_refused_only_when_switched_on() -> None:
-    assert HistorySettings().refuse_late is False
-    off = HistoryStore(client=None, settings=HistorySettings())
+def test_late_rows_are_refused_unless_switched_off() -> None:
+    assert HistorySettings().refuse_late is True
+    off = HistoryStore(client=None, settings=HistorySettings(refuse_late=False))
     on = HistoryStore(client=None, settings=HistorySettings(refuse_late=True, max_lateness=60))
     # Script arguments after the six spans and TTLs: max_lateness (-1: off), paired ops.
     assert off._static_args[6:] == ["-1", "1"]
@@ -109,3 +109,44 @@ def test_a_future_check_still_comes_first() -> None:
     with pytest.raises(InvalidInput) as info:
         _enricher(LateStore(set())).check([future])
     assert "in the future" in info.value.errors[0]["reason"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_adaptive_batcher_answers_a_late_single_with_its_422_and_the_rest_as_usual(
+    bentoml_home: Any,
+) -> None:
+    """One late request in an adaptive batch: its caller gets the 422, nothing of it is kept."""
+    from service.runtime import AdaptiveScorer  # noqa: PLC0415
+    from service.scoring import Scorer  # noqa: PLC0415
+    from service.settings import ServiceSettings  # noqa: PLC0415
+    from testkit.api import load_tiny_model  # noqa: PLC0415
+
+    class Recorder:
+        def record(self, results: Any, transactions: Any, request_ids: Any, states: Any) -> None:
+            self.ids = [r["transaction_id"] for r in results]
+            self.states = list(states)
+
+    class Counting:
+        def observe_results(self, endpoint: str, results: Any, timings: Any) -> None:
+            self.rows = len(results)
+
+    scorer = Scorer(load_tiny_model(bentoml_home), threshold=0.5, top_k=3)
+    recorder, metrics = Recorder(), Counting()
+    batcher = AdaptiveScorer(
+        scorer,
+        metrics,  # type: ignore[arg-type]
+        ServiceSettings(dev_mode=True),
+        _enricher(LateStore({1})),
+        recorder,  # type: ignore[arg-type]
+    )
+    answers = await batcher.score_jobs([(row, False, f"r{i}") for i, row in enumerate(_rows(3))])
+    assert isinstance(answers[1], InvalidInput)
+    assert answers[1].errors[0]["field"] == "timestamp"
+    assert [a["transaction_id"] for a in (answers[0], answers[2])] == ["t0", "t2"]  # type: ignore[index]
+    assert recorder.ids == ["t0", "t2"] and recorder.states == ["used", "used"]
+    assert metrics.rows == 2
