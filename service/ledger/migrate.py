@@ -40,13 +40,19 @@ class Migration:
 
 
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """The migrations in ``directory``, by version; refuses gaps, duplicates and odd names."""
+    """The migrations in ``directory``, by version; refuses gaps, duplicates and odd names.
+
+    No file at all is an error too: a package built without its ``*.sql`` files would
+    otherwise report "none pending" and leave the database without its tables.
+    """
     found: list[Migration] = []
     for path in sorted(directory.glob("*.sql")):
         match = _FILE.match(path.name)
         if match is None:
             raise MigrationError(f"{path.name}: migration files are named NNNN_name.sql")
         found.append(Migration(int(match[1]), match[2], path.read_text(encoding="utf-8")))
+    if not found:
+        raise MigrationError(f"no migration files (NNNN_name.sql) in {directory}")
     versions = [m.version for m in found]
     if versions != list(range(1, len(found) + 1)):
         raise MigrationError(f"migration versions must be 1..n without gaps, got {versions}")

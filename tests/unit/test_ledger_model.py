@@ -72,6 +72,8 @@ def test_shipped_migrations_are_numbered_from_one() -> None:
 
 
 def test_discovery_refuses_gaps_and_bad_names(tmp_path: Path) -> None:
+    with pytest.raises(MigrationError, match="no migration files"):
+        discover(tmp_path)  # a package built without its *.sql files
     (tmp_path / "0001_a.sql").write_text("SELECT 1;")
     (tmp_path / "0003_c.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match="gaps"):
