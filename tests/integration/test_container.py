@@ -271,6 +271,38 @@ def test_metrics_and_model_card(served: dict[str, Any], image: BuiltImage):
     assert "# TYPE" in metrics and "bentoml" in metrics
 
 
+def test_the_image_carries_the_ledger_migrations_and_the_docs_assets(
+    served: dict[str, Any], podman: str, image: BuiltImage
+):
+    """Non-Python files the Bento must include (bentofile.yaml): nothing is fetched at run time."""
+    script = "from service.ledger.migrate import discover\nprint(len(discover()))\n"
+    source_dir = "/home/bentoml/bento/src"  # the Bento's source tree, where the ledger jobs run
+    done = subprocess.run(
+        [
+            podman,
+            "run",
+            "--rm",
+            "-w",
+            source_dir,
+            "--entrypoint",
+            "python",
+            image.ref,
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    source = Path(__file__).resolve().parents[2] / "service" / "ledger" / "migrations"
+    assert int(done.stdout.strip().splitlines()[-1]) == len(list(source.glob("*.sql")))
+    container = served["container"]
+    for path in ("/redoc", "/docs/assets/redoc.standalone.js", "/docs"):
+        status, _ = get_text(container.base_url + path)
+        assert status == 200, path
+
+
 def test_runs_as_uid_10001_with_read_only_root(served: dict[str, Any]):
     container = served["container"]
     ids = container.exec("id", "-u").stdout.strip(), container.exec("id", "-g").stdout.strip()
