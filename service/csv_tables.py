@@ -31,9 +31,19 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from fraud_contract.api import SCORE_COLUMNS
-from service.table_limits import FileLimits, limit_error, unreadable
+from service.table_limits import (
+    CHUNK_ROWS,
+    FileJob,
+    FileLimits,
+    check,
+    done,
+    limit_error,
+    unreadable,
+)
 from service.table_rules import CONTRACT_COLUMNS, text_array
 
+#: Smallest parser block: large enough that per-block overhead does not show.
+_BLOCK_BYTES: Final = 4 * 1024 * 1024
 _MAX_BLOCK: Final = 2**30
 _LF: Final = 0x0A
 #: Cells a spreadsheet would run as a formula (OWASP CSV injection).
@@ -52,11 +62,15 @@ class CsvTable:
     terminator: str
 
 
-def read_csv(content: bytes, limits: FileLimits) -> CsvTable:
+def read_csv(content: bytes, limits: FileLimits, job: FileJob | None = None) -> CsvTable:
     """Parse a CSV upload into text columns within ``limits``.
+
+    The parser reads blocks of at least :data:`_BLOCK_BYTES` (and at least the longest line
+    ``limits`` allow), and ``job`` is checked between blocks.
 
     Raises:
         ApiError: 413 naming the limit exceeded, 400 for bytes that are not such a CSV.
+        AbandonedError: ``job`` was cancelled.
     """
     body = content.removeprefix(codecs.BOM_UTF8)
     header_end = body.find(b"\n", 0, limits.max_header_bytes + 1)
@@ -69,14 +83,17 @@ def read_csv(content: bytes, limits: FileLimits) -> CsvTable:
         )
     header = body if header_end < 0 else body[:header_end]
     names = _header_names(header.removesuffix(b"\r"), limits)
-    _check_line_lengths(body, len(names), limits)
+    longest = _check_line_lengths(body, len(names), limits)
+    # A block must hold the longest line allowed (a row may not straddle two blocks).
+    block = min(len(body) + 1, max(_BLOCK_BYTES, longest + 2), _MAX_BLOCK)
+    batches = []
     try:
-        table = pa_csv.read_csv(
+        reader = pa_csv.open_csv(
             pa.BufferReader(body),
-            # One core per worker: no reader threads; one block (the upload is in memory).
+            # One core per worker: no reader threads.
             read_options=pa_csv.ReadOptions(
                 use_threads=False,
-                block_size=min(len(body) + 1, _MAX_BLOCK),
+                block_size=block,
                 column_names=[f"c{i}" for i in range(len(names))],  # names may repeat
                 skip_rows=1,
             ),
@@ -88,9 +105,14 @@ def read_csv(content: bytes, limits: FileLimits) -> CsvTable:
                 null_values=[""],
             ),
         )
+        check(job, "reading")
+        for batch in reader:
+            batches.append(batch)
+            done(job, "read", batch.num_rows)
+            check(job, "reading")
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise unreadable("csv", str(exc)) from exc
-    table = table.rename_columns(names)
+    table = pa.Table.from_batches(batches, schema=reader.schema).rename_columns(names)
     _check_cell_sizes(table, limits)
     return CsvTable(table, "\r\n" if header.endswith(b"\r") else "\n")
 
@@ -117,11 +139,14 @@ def _too_many_columns(count: int, limits: FileLimits) -> Exception:
     )
 
 
-def _check_line_lengths(body: bytes, columns: int, limits: FileLimits) -> None:
-    """No line may exceed what ``columns`` cells of ``max_cell_bytes`` (quoted) take."""
+def _check_line_lengths(body: bytes, columns: int, limits: FileLimits) -> int:
+    """No line may exceed what ``columns`` cells of ``max_cell_bytes`` (quoted) take.
+
+    Returns that bound, in bytes.
+    """
     longest = columns * (limits.max_cell_bytes + 3)
     if len(body) <= longest:
-        return
+        return longest
     ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == _LF)
     bounds = np.concatenate(([-1], ends, [len(body)]))
     if int(np.diff(bounds).max()) > longest + 1:
@@ -131,6 +156,7 @@ def _check_line_lengths(body: bytes, columns: int, limits: FileLimits) -> None:
             f"A line of the file is longer than {columns} cells of {limits.max_cell_bytes} bytes.",
             f"line over {longest} bytes",
         )
+    return longest
 
 
 def _check_cell_sizes(table: pa.Table, limits: FileLimits) -> None:
@@ -155,13 +181,15 @@ def write_csv(
     score_cells: Sequence[pa.Array],
     *,
     neutralise_formulas: bool = True,
+    job: FileJob | None = None,
 ) -> bytes:
     """The scored CSV: the input's columns then the score cells (already text), one per row.
 
     ``score_cells`` are text arrays, one per :data:`SCORE_COLUMNS` entry. The contract's
     columns were validated (numbers, timestamps, identifiers of ``A-Z a-z 0-9 _ . : -``, which
     cannot spell a function call or a DDE payload) and are written as read, so the ids in the
-    output are the ids sent; every other column is neutralised.
+    output are the ids sent; every other column is neutralised. Rows are written
+    :data:`CHUNK_ROWS` at a time, with ``job`` checked in between.
     """
     table = source.table
     stripped = [name.strip() for name in table.column_names]
@@ -170,16 +198,20 @@ def write_csv(
     columns = [table.column(i) for i in keep] + [pa.chunked_array([a]) for a in score_cells]
     checked = [stripped[i] in CONTRACT_COLUMNS for i in keep] + [True] * len(score_cells)
     header = _cell_text(pa.chunked_array([text_array(names)]), neutralise_formulas)
-    cells = [
-        _cell_text(_filled(column), neutralise_formulas and not contract)
-        for column, contract in zip(columns, checked, strict=True)
-    ]
-    header_line = ",".join(header.to_pylist()) + source.terminator
-    if not table.num_rows:
-        return header_line.encode()
-    last = pc.binary_join_element_wise(cells[-1], source.terminator, "")
-    lines = pc.binary_join_element_wise(*cells[:-1], last, ",")
-    return header_line.encode() + b"".join(bytes(_data(chunk)) for chunk in lines.chunks)
+    parts = [(",".join(header.to_pylist()) + source.terminator).encode()]
+    for start in range(0, table.num_rows, CHUNK_ROWS):
+        check(job, "writing")
+        cells = [
+            _cell_text(
+                _filled(column.slice(start, CHUNK_ROWS)), neutralise_formulas and not contract
+            )
+            for column, contract in zip(columns, checked, strict=True)
+        ]
+        last = pc.binary_join_element_wise(cells[-1], source.terminator, "")
+        lines = pc.binary_join_element_wise(*cells[:-1], last, ",")
+        parts.extend(bytes(_data(chunk)) for chunk in lines.chunks)
+        done(job, "written", len(lines))
+    return b"".join(parts)
 
 
 def _cell_text(column: pa.ChunkedArray, neutralise: bool) -> pa.ChunkedArray:

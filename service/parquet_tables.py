@@ -16,6 +16,7 @@ dropped) with ``fraud_probability`` (float64), ``is_fraud`` (bool) and ``risk_ba
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,15 +24,24 @@ import pyarrow.parquet as pq
 
 from fraud_contract.api import SCORE_COLUMNS
 from service.errors import ApiError
-from service.table_limits import FileLimits, limit_error, unreadable
+from service.table_limits import FileJob, FileLimits, check, done, limit_error, unreadable
+
+#: Rows per written row group: pyarrow's own default for ``write_table``.
+_ROW_GROUP_ROWS: Final = 1024 * 1024
 
 
-def read_parquet(content: bytes, limits: FileLimits, max_rows: int) -> pa.Table:
+def read_parquet(
+    content: bytes, limits: FileLimits, max_rows: int, job: FileJob | None = None
+) -> pa.Table:
     """Read a Parquet upload within ``limits``; dictionary text columns come back decoded.
+
+    Row groups are read one at a time: each is checked against the decoded-size bound, with
+    the ones before it, before the next is decoded, and ``job`` is checked in between.
 
     Raises:
         ApiError: 413 naming the limit exceeded, 422 for nested columns, 400 for bytes that
             are not a Parquet file.
+        AbandonedError: ``job`` was cancelled.
     """
     try:
         probe = pq.ParquetFile(pa.BufferReader(content))
@@ -51,14 +61,20 @@ def read_parquet(content: bytes, limits: FileLimits, max_rows: int) -> pa.Table:
     # Every text column is read as a dictionary: stored dictionary pages stay as they are
     # (a repeated cell costs one index, not a copy) until their decoded size is known.
     dictionary = [f.name for f in schema if _is_text(f.type) and not pa.types.is_dictionary(f.type)]
+    groups: list[pa.Table] = []
+    decoded = 0
     try:
-        table = pq.ParquetFile(pa.BufferReader(content), read_dictionary=dictionary).read(
-            use_threads=False
-        )
-        table.validate(full=True)  # UTF-8 of every text cell, offsets in bounds
+        source = pq.ParquetFile(pa.BufferReader(content), read_dictionary=dictionary)
+        for index in range(source.num_row_groups):
+            check(job, "reading")
+            group = source.read_row_group(index, use_threads=False)
+            group.validate(full=True)  # UTF-8 of every text cell, offsets in bounds
+            decoded = _check_decoded(group, limits, decoded)
+            groups.append(group)
+            done(job, "read", group.num_rows)
+        table = pa.concat_tables(groups) if groups else source.schema_arrow.empty_table()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise unreadable("parquet", str(exc)) from exc
-    _check_decoded(table, limits)
     return _expanded(table, schema)
 
 
@@ -98,9 +114,11 @@ def _decoded_error(size: int, limits: FileLimits) -> ApiError:
     )
 
 
-def _check_decoded(table: pa.Table, limits: FileLimits) -> None:
-    """Cell sizes and the decoded size, dictionaries counted as they will expand."""
-    total = 0
+def _check_decoded(table: pa.Table, limits: FileLimits, total: int = 0) -> int:
+    """Cell sizes and the decoded size, dictionaries counted as they will expand.
+
+    ``total``: decoded bytes of the row groups before this one. Returns the new total.
+    """
     for name, column in zip(table.column_names, table.columns, strict=True):
         kind = column.type
         if pa.types.is_dictionary(kind):
@@ -117,6 +135,7 @@ def _check_decoded(table: pa.Table, limits: FileLimits) -> None:
             total += column.nbytes
         if total > limits.max_decoded_bytes:
             raise _decoded_error(total, limits)
+    return total
 
 
 def _check_cell(name: str, longest: int, limits: FileLimits) -> None:
@@ -141,8 +160,11 @@ def _expanded(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return table
 
 
-def write_parquet(table: pa.Table, scores: Sequence[pa.Array]) -> bytes:
-    """The input table with the score columns (``scores``, in :data:`SCORE_COLUMNS` order)."""
+def write_parquet(table: pa.Table, scores: Sequence[pa.Array], job: FileJob | None = None) -> bytes:
+    """The input table with the score columns (``scores``, in :data:`SCORE_COLUMNS` order).
+
+    Written one row group of :data:`_ROW_GROUP_ROWS` at a time, ``job`` checked in between.
+    """
     dropped = [name for name in table.column_names if name in SCORE_COLUMNS]
     if dropped:
         table = table.drop_columns(dropped).replace_schema_metadata(None)
@@ -150,15 +172,20 @@ def write_parquet(table: pa.Table, scores: Sequence[pa.Array]) -> bytes:
         table = table.append_column(name, values)
     fields = table.schema
     sink = pa.BufferOutputStream()
-    pq.write_table(
-        table,
+    with pq.ParquetWriter(
         sink,
+        fields,
         # Dictionaries only where values repeat by nature (counts, flags, categoricals, the
         # risk band): ids, timestamps and amounts are mostly distinct in real files.
         use_dictionary=[f.name for f in fields if _repeats(f.type) or f.name == SCORE_COLUMNS[2]],
         # Min/max of text columns is the costly part of the statistics and the least useful.
         write_statistics=[f.name for f in fields if not _is_text(f.type)],
-    )
+    ) as writer:
+        for start in range(0, table.num_rows, _ROW_GROUP_ROWS):
+            check(job, "writing")
+            group = table.slice(start, _ROW_GROUP_ROWS)
+            writer.write_table(group, row_group_size=_ROW_GROUP_ROWS)
+            done(job, "written", group.num_rows)
     return bytes(sink.getvalue().to_pybytes())
 
 

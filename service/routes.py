@@ -8,6 +8,7 @@ admission and carry the request metrics is declared here, per route, once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ from fraud_contract.api import (
 from service import bentoml_bridge, decisions, docs_pages
 from service.asgi import Reply, Request, check_json_content_type, read_body, replay
 from service.enrichment import annotate
-from service.errors import InvalidInput, NotReady, UnsupportedMedia
+from service.errors import InvalidInput, NotReady, Timeout, UnsupportedMedia
 from service.json_input import decode_batch, decode_transaction, decode_transactions
 from service.logs import LOGGER_NAME
 
@@ -128,7 +129,15 @@ def _score_batch_stateful(
 async def score_file(runtime: Runtime | None, request: Request) -> Reply:
     """``POST /v1/score/file``: a CSV or Parquet upload scored and sent back in its format."""
     assert runtime is not None
-    from service.tables import detect_format, output_filename, score_table  # noqa: PLC0415
+    from service.tables import (  # noqa: PLC0415
+        AbandonedError,
+        FileJob,
+        ScoredTable,
+        detect_format,
+        output_filename,
+        release_memory,
+        score_table,
+    )
     from service.uploads import read_file_field  # noqa: PLC0415
 
     content_type = request.headers.get(b"content-type", b"").decode("latin-1")
@@ -139,17 +148,42 @@ async def score_file(runtime: Runtime | None, request: Request) -> Reply:
     settings = runtime.settings
     limit = settings.max_file_bytes
     upload = await read_file_field(replay(request.body or b""), content_type, limit)
-    scored = await anyio.to_thread.run_sync(
-        lambda: score_table(
-            upload.content,
-            filename=upload.filename,
-            content_type=upload.content_type,
-            scorer=runtime.scorer,
-            max_rows=settings.max_file_rows,
-            limits=settings.file_limits(),
-            neutralise_formulas=settings.csv_neutralise_formulas,
-        )
-    )
+    # The thread cannot be killed: the job stops at its next check once the request is gone
+    # (its timeout, a shutdown) or, should that signal not come, at its own deadline.
+    job = FileJob(deadline_s=settings.request_timeout_s)
+
+    def work() -> ScoredTable | None:
+        started = time.perf_counter()
+        try:
+            return score_table(
+                upload.content,
+                filename=upload.filename,
+                content_type=upload.content_type,
+                scorer=runtime.scorer,
+                max_rows=settings.max_file_rows,
+                limits=settings.file_limits(),
+                neutralise_formulas=settings.csv_neutralise_formulas,
+                job=job,
+            )
+        except AbandonedError as stop:
+            logger.warning(
+                "file job abandoned",
+                extra={
+                    "path": request.path,
+                    "stage": stop.stage,
+                    "rows_done": job.rows,
+                    "run_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
+        release_memory()  # here the job's frames and tables are gone
+        return None
+
+    try:
+        scored = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    finally:
+        job.cancel()  # a no-op once the job has finished
+    if scored is None:  # its own deadline passed before the request's timeout fired
+        raise Timeout
     runtime.metrics.observe_batch("file", scored.rows)
     runtime.metrics.observe_scores("file", scored.probabilities, scored.is_fraud)
     table_format = detect_format(upload.filename, upload.content_type, upload.content[:4])

@@ -6,16 +6,28 @@ the reader build 10^6 columns. Each bound below is checked on what the file decl
 header, Parquet footer and dictionaries) before the costly step, and answers 413 naming the
 limit. With the defaults a scored file holds at most ``max_decoded_bytes`` of decoded cells
 plus its upload and its output, a few times each.
+
+Time is bounded too: a file job runs in a worker thread, which cannot be killed, so it is
+cooperative. :class:`FileJob` is its cancellation token: the request sets it when it ends
+without waiting for the job (its timeout's 504, a shutdown), or the job's own deadline passes,
+and the engine checks it between chunks (CSV blocks, Parquet row groups, slices of
+:data:`CHUNK_ROWS` rows) and stops with :class:`AbandonedError`, dropping what it
+built.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from service.errors import ApiError
 
 _MAX_REASON: Final = 200
+#: Rows checked, scored or written between two looks at the job's token.
+CHUNK_ROWS: Final = 65_536
 
 
 @dataclass(frozen=True)
@@ -46,3 +58,62 @@ def unreadable(table_format: str, reason: str) -> ApiError:
         [{"field": "file", "reason": " ".join(reason.split())[:_MAX_REASON]}],
         reason="unreadable_file",
     )
+
+
+class AbandonedError(Exception):
+    """The file job was cancelled or ran past its deadline; ``stage`` is where it stopped."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"file job abandoned while {stage}")
+        self.stage = stage
+
+
+class FileJob:
+    """Cancellation token and progress of one file-scoring job, shared with its request.
+
+    Args:
+        deadline_s: the job stops on its own after this many seconds (None: only when
+            cancelled).
+        clock: monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self, deadline_s: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._cancelled = threading.Event()
+        self._clock = clock
+        self._deadline = None if deadline_s is None else clock() + deadline_s
+        #: Rows done per stage (``read``, ``checked``, ``scored``, ``written``).
+        self.rows: dict[str, int] = {}
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next check (safe from any thread, any number of times)."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled or its deadline has passed."""
+        return self._cancelled.is_set()
+
+    def check(self, stage: str) -> None:
+        """Raise :class:`AbandonedError` if the job must stop (called between chunks)."""
+        if self._deadline is not None and self._clock() >= self._deadline:
+            self._cancelled.set()
+        if self._cancelled.is_set():
+            raise AbandonedError(stage)
+
+    def done(self, stage: str, rows: int) -> None:
+        """Count ``rows`` more rows finished in ``stage``."""
+        self.rows[stage] = self.rows.get(stage, 0) + rows
+
+
+def check(job: FileJob | None, stage: str) -> None:
+    """:meth:`FileJob.check` when there is a job (the engine also runs without one)."""
+    if job is not None:
+        job.check(stage)
+
+
+def done(job: FileJob | None, stage: str, rows: int) -> None:
+    """:meth:`FileJob.done` when there is a job."""
+    if job is not None:
+        job.done(stage, rows)

@@ -8,6 +8,11 @@ the contract does not know are kept in the output (back-office files carry label
 ...) and ignored for scoring. Column names are matched to the contract with surrounding
 spaces ignored; a contract column named twice is refused. Score columns already in the
 upload are replaced.
+
+Every stage works in chunks (CSV blocks, Parquet row groups, slices of
+:data:`~service.table_limits.CHUNK_ROWS` rows) and looks at the job's token
+(:class:`~service.table_limits.FileJob`) in between, so a job whose request has gone stops
+within one chunk and frees what it built.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from fraud_contract.schema import REQUIRED_FIELDS
 from service.csv_tables import read_csv, write_csv
 from service.errors import ApiError
 from service.parquet_tables import read_parquet, write_parquet
-from service.table_limits import FileLimits
+from service.table_limits import CHUNK_ROWS, AbandonedError, FileJob, FileLimits, check, done
 from service.table_rules import (
     CONTRACT_COLUMNS,
     ID_FIELDS,
@@ -41,7 +46,16 @@ from service.table_rules import (
 if TYPE_CHECKING:
     from service.scoring import Decisions, Scorer
 
-__all__ = ["FileLimits", "ScoredTable", "detect_format", "output_filename", "score_table"]
+__all__ = [
+    "AbandonedError",
+    "FileJob",
+    "FileLimits",
+    "ScoredTable",
+    "detect_format",
+    "output_filename",
+    "release_memory",
+    "score_table",
+]
 
 TableFormat = Literal["csv", "parquet"]
 _MAX_REPORTED: Final = 20
@@ -84,6 +98,7 @@ def score_table(
     max_rows: int,
     limits: FileLimits | None = None,
     neutralise_formulas: bool = True,
+    job: FileJob | None = None,
 ) -> ScoredTable:
     """Read, check and score an uploaded table; return it with the score columns added.
 
@@ -96,10 +111,12 @@ def score_table(
         limits: bounds checked before decoding (defaults: :class:`FileLimits`).
         neutralise_formulas: CSV output only: prefix cells a spreadsheet would run as a
             formula with ``'`` (see :mod:`service.csv_tables`).
+        job: cancellation token, checked between chunks (None: runs to the end).
 
     Raises:
         ApiError: 400 unreadable or empty file, 413 over a limit, 422 missing columns, no
             rows or bad cells (the first ones named by row and column).
+        AbandonedError: ``job`` was cancelled or passed its deadline.
     """
     limits = limits or FileLimits()
     if not content:
@@ -112,17 +129,17 @@ def score_table(
         )
     table_format = detect_format(filename, content_type, content[:4])
     if table_format == "parquet":
-        table = read_parquet(content, limits, max_rows)
-        columns = model_columns(table, max_rows=max_rows)
-        decisions = _decide(scorer, columns)
-        scored = write_parquet(table, _score_arrays(decisions))
+        table = read_parquet(content, limits, max_rows, job)
+        columns = model_columns(table, max_rows=max_rows, job=job)
+        decisions = _decide(scorer, columns, job)
+        scored = write_parquet(table, _score_arrays(decisions), job)
         media_type = PARQUET_MEDIA_TYPE
     else:
-        source = read_csv(content, limits)
-        columns = model_columns(source.table, max_rows=max_rows)
-        decisions = _decide(scorer, columns)
+        source = read_csv(content, limits, job)
+        columns = model_columns(source.table, max_rows=max_rows, job=job)
+        decisions = _decide(scorer, columns, job)
         cells = _score_text(decisions)
-        scored = write_csv(source, cells, neutralise_formulas=neutralise_formulas)
+        scored = write_csv(source, cells, neutralise_formulas=neutralise_formulas, job=job)
         media_type = CSV_MEDIA_TYPE
     return ScoredTable(
         scored,
@@ -133,9 +150,26 @@ def score_table(
     )
 
 
-def _decide(scorer: Scorer, columns: dict[str, np.ndarray]) -> Decisions:
-    matrix = compute_features(columns, scorer.feature_names)
-    return scorer.decide(scorer.model.predict(matrix, explain=False).probabilities)
+def release_memory() -> None:
+    """Hand the Arrow memory pool's free pages back to the system (after an abandoned job).
+
+    Arrow's allocator keeps freed pages for reuse; without this a worker's resident memory
+    stays at the abandoned job's peak.
+    """
+    pa.default_memory_pool().release_unused()
+
+
+def _decide(scorer: Scorer, columns: dict[str, np.ndarray], job: FileJob | None) -> Decisions:
+    """Features and probabilities :data:`CHUNK_ROWS` rows at a time, then the decisions."""
+    rows = len(columns["timestamp"])
+    probabilities = []
+    for start in range(0, rows, CHUNK_ROWS):
+        check(job, "scoring")
+        piece = {name: values[start : start + CHUNK_ROWS] for name, values in columns.items()}
+        matrix = compute_features(piece, scorer.feature_names)
+        probabilities.append(scorer.model.predict(matrix, explain=False).probabilities)
+        done(job, "scored", len(matrix))
+    return scorer.decide(np.concatenate(probabilities))
 
 
 def _score_arrays(decisions: Decisions) -> list[pa.Array]:
@@ -157,12 +191,18 @@ def _score_text(decisions: Decisions) -> list[pa.Array]:
     ]
 
 
-def model_columns(table: pa.Table, *, max_rows: int) -> dict[str, np.ndarray]:
+def model_columns(
+    table: pa.Table, *, max_rows: int, job: FileJob | None = None
+) -> dict[str, np.ndarray]:
     """Check an uploaded table against the contract; return its model input columns.
+
+    The cells are checked :data:`CHUNK_ROWS` rows at a time (``job`` checked in between);
+    the report is the same as for one pass over the whole table.
 
     Raises:
         ApiError: 422 naming missing or repeated contract columns, a table without rows,
             or the first bad cells; 413 over ``max_rows``.
+        AbandonedError: ``job`` was cancelled.
     """
     names = [name.strip() for name in table.column_names]
     repeated = sorted({n for n in names if n in CONTRACT_COLUMNS and names.count(n) > 1})
@@ -200,20 +240,37 @@ def model_columns(table: pa.Table, *, max_rows: int) -> dict[str, np.ndarray]:
             [{"field": "file", "reason": f"{rows} rows > {max_rows}"}],
             reason="too_large",
         )
-    present = {
-        name: _decoded(table.column(i)) for i, name in enumerate(names) if name in CONTRACT_COLUMNS
-    }
+    positions = {name: i for i, name in enumerate(names) if name in CONTRACT_COLUMNS}
     report = _Report()
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, rows, CHUNK_ROWS):
+        check(job, "checking")
+        piece = table.slice(start, CHUNK_ROWS)
+        columns = _checked(piece, positions, report, start)
+        if not report.count:  # once a cell is bad only the report is needed
+            parts.append(columns)
+        done(job, "checked", piece.num_rows)
+    report.raise_if_any()
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def _checked(
+    piece: pa.Table, positions: dict[str, int], report: _Report, offset: int
+) -> dict[str, np.ndarray]:
+    """The model input columns of rows ``offset...`` of the table; bad cells go to ``report``."""
+    present = {name: _decoded(piece.column(i)) for name, i in positions.items()}
     stamps, problems = check_timestamps(present["timestamp"])
-    report.add("timestamp", problems)
+    report.add("timestamp", problems, offset)
     for name in ID_FIELDS:
         if name in present:
-            report.add(name, check_identifiers(present[name], required=name != "transaction_id"))
+            required = name != "transaction_id"
+            report.add(name, check_identifiers(present[name], required=required), offset)
     columns: dict[str, np.ndarray] = {"timestamp": stamps}
     for name in NUMERIC_FIELDS:
-        columns[name], problems = check_numbers(present.get(name), name, rows)
-        report.add(name, problems)
-    report.raise_if_any()
+        columns[name], problems = check_numbers(present.get(name), name, piece.num_rows)
+        report.add(name, problems, offset)
     return columns
 
 
@@ -225,18 +282,30 @@ def _decoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 class _Report:
-    """The first bad cells, column by column, and how many there are in all."""
+    """The first bad cells, column by column, and how many there are in all.
+
+    Rows come in chunks: the first rows of each (column, reason) are kept in the order the
+    checks first named them, so the report does not depend on the chunk size.
+    """
 
     def __init__(self) -> None:
-        self.items: list[dict[str, str]] = []
+        self.first: dict[tuple[str, str], list[int]] = {}
         self.count = 0
 
-    def add(self, column: str, problems: Problems) -> None:
+    def add(self, column: str, problems: Problems, offset: int = 0) -> None:
         for mask, reason in problems:
+            first = self.first.setdefault((column, reason), [])
             rows = np.flatnonzero(mask)
             self.count += int(rows.size)
-            for row in rows[: max(0, _MAX_REPORTED - len(self.items))].tolist():
-                self.items.append({"field": f"rows.{row}.{column}", "reason": reason})
+            if len(first) < _MAX_REPORTED:
+                first.extend((rows[: _MAX_REPORTED - len(first)] + offset).tolist())
+
+    def items(self) -> list[dict[str, str]]:
+        items: list[dict[str, str]] = []
+        for (column, reason), rows in self.first.items():
+            for row in rows[: max(0, _MAX_REPORTED - len(items))]:
+                items.append({"field": f"rows.{row}.{column}", "reason": reason})
+        return items
 
     def raise_if_any(self) -> None:
         if self.count:
@@ -244,6 +313,6 @@ class _Report:
                 422,
                 "invalid_rows",
                 f"{self.count} invalid cells; the first are listed in 'errors'.",
-                self.items,
+                self.items(),
                 reason="invalid_rows",
             )
