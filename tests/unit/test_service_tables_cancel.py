@@ -228,6 +228,9 @@ async def test_the_504_cancels_the_file_job_and_it_says_so(
     anyio_backend: str,
 ) -> None:
     monkeypatch.setattr(tables, "FileJob", HeldJob)
+    HeldJob.entered.clear()
+    HeldJob.release.clear()
+    HeldJob.made.clear()
     metrics = RecordingMetrics()
     app = front_app(model, metrics, api_keys=[KEY], request_timeout_s=0.5)
     upload = ("\n".join([HEADER, *_lines(10)]) + "\n").encode()
