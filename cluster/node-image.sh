@@ -19,16 +19,12 @@ source "$(dirname "$0")/env.sh"
 ctr_() { ctr --address "$NODE_CONTAINERD_SOCKET" --namespace k8s.io "$@"; }
 id_label="fraud-detection.dev/podman-image-id"
 for image in "$@"; do
-  id=$(podman image inspect --format '{{.Id}}' "$image") || {
-    echo "node-image: no local image $image" >&2
-    exit 1
-  }
   # The canonical name podman stores: localhost/NAME:TAG for a bare local name.
   name=$image
   [[ "${name%%/*}" == *[.:]* || "${name%%/*}" == localhost ]] && [[ "$name" == */* ]] || name="localhost/$name"
   [[ "${name##*/}" == *:* ]] || name="$name:latest"
-  podman image inspect --format '{{range .RepoTags}}{{println .}}{{end}}' "$image" | grep -qxF "$name" || {
-    echo "node-image: $image is not stored as $name" >&2
+  id=$(podman image inspect --format '{{.Id}}' "$name") || {
+    echo "node-image: no local image $name" >&2
     exit 1
   }
   if ctr_ images ls "name==$name" 2>/dev/null | grep -qF "$id_label=$id"; then

@@ -37,11 +37,7 @@ from fraud_contract.api import READY_PATH, SCORE_PATH
 from fraud_contract.schema import example_transaction
 from testkit.net import free_port
 from testkit.tools import REPO_ROOT, in_ci, require_tool
-from tests.integration.container_support import (
-    BuiltImage,
-    build_image,
-    tiny_model_home,
-)
+from tests.integration.container_support import build_image, tiny_model_home
 
 pytestmark = [pytest.mark.node, pytest.mark.container, pytest.mark.timeout(1800)]
 
@@ -59,6 +55,8 @@ ROLLOUT_TIMEOUT_S = 300
 HTTP_DEADLINE_S = 60
 #: The API key the test release accepts (a test value, never a real secret).
 API_KEY = "node-test-api-key-0123456789abcdef"
+#: podman's name for the image this module side-loads (the chart's repository on the node).
+NODE_IMAGE_NAME = "localhost/fraud-scoring-node"
 
 
 def _require(condition: bool, message: str) -> None:
@@ -141,6 +139,15 @@ def _decode(body: bytes) -> Any:
         return body.decode(errors="replace")
 
 
+def _keep_node_logs(target: Path) -> None:
+    """Copy the tail of each real-node component's log (kubelet, containerd, ...) to ``target``."""
+    target.mkdir(exist_ok=True)
+    for log in sorted((NODE_DIR / "logs").glob("*.log")):
+        with log.open("rb") as source:
+            source.seek(max(0, log.stat().st_size - 512 * 1024))
+            (target / log.name).write_bytes(source.read())
+
+
 # ---- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def real_node() -> dict[str, Any]:
@@ -168,30 +175,77 @@ def real_node() -> dict[str, Any]:
     return node
 
 
+@dataclass(frozen=True)
+class NodeImage:
+    """The API image as the node has it: its name there and the model baked into it."""
+
+    ref: str
+    model_tag: str
+
+
+def _image_exists(podman: str, ref: str) -> bool:
+    """Whether podman stores an image under ``ref``."""
+    done = subprocess.run(
+        [podman, "image", "exists", ref], capture_output=True, timeout=60, check=False
+    )
+    return done.returncode == 0
+
+
+def _remove_older_node_images(podman: str, keep: str) -> None:
+    """Untag this module's earlier images (the node keeps its own copy until cluster-down)."""
+    listing = subprocess.run(
+        [podman, "images", "--format", "{{.Repository}}:{{.Tag}}", NODE_IMAGE_NAME],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    for ref in set(listing.stdout.split()) - {keep}:
+        subprocess.run([podman, "rmi", ref], capture_output=True, timeout=120, check=False)
+
+
 @pytest.fixture(scope="module")
-def image(real_node: dict[str, Any], artifacts_dir: Path) -> BuiltImage:
+def image(real_node: dict[str, Any], artifacts_dir: Path) -> NodeImage:
     """The API image of the working tree (reused when identical), side-loaded into containerd."""
     podman = require_tool("podman", "make system-deps (Debian package podman)")
-    built = build_image(
-        podman,
-        tiny_model_home(),
-        artifacts_dir / "node-image-build.log",
-        timeout=BUILD_TIMEOUT_S,
-    )
+    # The image gets a name of this module's own: the container tests prune the other tags of
+    # theirs, and on a shared machine another run may do so between the build and the tag. The
+    # tag is the Bento's version, so an existing image under it is this very build.
+    for attempt in (1, 2):
+        built = build_image(
+            podman,
+            tiny_model_home(),
+            artifacts_dir / "node-image-build.log",
+            timeout=BUILD_TIMEOUT_S,
+        )
+        ref = f"{NODE_IMAGE_NAME}:{built.ref.rpartition(':')[2]}"
+        if _image_exists(podman, ref):
+            break
+        tagged = subprocess.run(
+            [podman, "tag", built.ref, ref],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if tagged.returncode == 0:
+            break
+        assert attempt == 1, f"podman tag {built.ref} {ref} failed: {tagged.stderr}"
+    _remove_older_node_images(podman, keep=ref)
     done = subprocess.run(
-        ["bash", str(REPO_ROOT / "cluster" / "node-image.sh"), built.ref],
+        ["bash", str(REPO_ROOT / "cluster" / "node-image.sh"), ref],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
-    assert done.returncode == 0, f"node-image.sh {built.ref} failed:\n{done.stdout}{done.stderr}"
-    return built
+    assert done.returncode == 0, f"node-image.sh {ref} failed:\n{done.stdout}{done.stderr}"
+    return NodeImage(ref, built.model_tag)
 
 
 @pytest.fixture(scope="module")
 def release(
-    image: BuiltImage, tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path
+    image: NodeImage, tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path
 ) -> Iterator[Release]:
     """The chart installed with its API on the real node, rolled out; uninstalled afterwards."""
     helm = require_tool("helm", "make system-deps")
@@ -200,8 +254,8 @@ def release(
     values = {
         "api": {
             "replicaCount": 1,
-            # podman keeps a local image as localhost/NAME: the name containerd now has too.
-            "image": {"repository": f"localhost/{repository}", "tag": tag, "pullPolicy": "Never"},
+            # The name node-image.sh gave the image in containerd; nothing may be pulled.
+            "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
             "nodeSelector": {NODE_LABEL: "true"},
             "tolerations": [{"key": NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
         },
@@ -254,6 +308,7 @@ def release(
         (artifacts_dir / f"node-{name}-describe.txt").write_text(
             kubectl("describe", "pods", "--namespace", name, check=False, timeout=60)
         )
+        _keep_node_logs(artifacts_dir / "node-logs")
         subprocess.run(
             [*base, "uninstall", name, "--wait", "--timeout", "120s"],
             capture_output=True,
@@ -264,7 +319,7 @@ def release(
 
 
 # ---- tests ---------------------------------------------------------------------------------------
-def test_api_pod_runs_on_the_real_node_and_is_ready(release: Release, image: BuiltImage) -> None:
+def test_api_pod_runs_on_the_real_node_and_is_ready(release: Release, image: NodeImage) -> None:
     """The API pod ran on the real node from the side-loaded image and passed its probes."""
     assert len(release.pods) == 1, [p["metadata"]["name"] for p in release.pods]
     pod = release.pods[0]
@@ -283,7 +338,7 @@ def test_api_pod_runs_on_the_real_node_and_is_ready(release: Release, image: Bui
     assert "fraud_scoring" in logs, logs[-2000:]
 
 
-def test_readyz_and_score_through_the_cluster_ip(release: Release, image: BuiltImage) -> None:
+def test_readyz_and_score_through_the_cluster_ip(release: Release, image: NodeImage) -> None:
     """``/readyz`` and one ``POST /v1/score`` through the Service's ClusterIP (kube-proxy)."""
     status, _ = http("GET", release.cluster_url + READY_PATH)
     assert status == 200
@@ -297,7 +352,7 @@ def test_readyz_and_score_through_the_cluster_ip(release: Release, image: BuiltI
     assert status == 401, body  # the chart's auth is on: no key, no score
 
 
-def test_readyz_and_score_through_port_forward(release: Release, image: BuiltImage) -> None:
+def test_readyz_and_score_through_port_forward(release: Release, image: NodeImage) -> None:
     """The same through ``kubectl port-forward svc/...`` (kube-apiserver -> kubelet -> pod)."""
     local_port = free_port()
     forward = subprocess.Popen(
