@@ -182,22 +182,25 @@ def write_csv(
     *,
     neutralise_formulas: bool = True,
     job: FileJob | None = None,
+    names: Sequence[str] = SCORE_COLUMNS,
 ) -> bytes:
     """The scored CSV: the input's columns then the score cells (already text), one per row.
 
-    ``score_cells`` are text arrays, one per :data:`SCORE_COLUMNS` entry. The contract's
-    columns were validated (numbers, timestamps, identifiers of ``A-Z a-z 0-9 _ . : -``, which
-    cannot spell a function call or a DDE payload) and are written as read, so the ids in the
-    output are the ids sent; every other column is neutralised. Rows are written
+    ``score_cells`` are text arrays, one per ``names`` entry (:data:`SCORE_COLUMNS`, and
+    ``history`` with the history store on); input columns of those names are replaced. The
+    contract's columns were validated (numbers, timestamps, identifiers of
+    ``A-Z a-z 0-9 _ . : -``, which cannot spell a function call or a DDE payload) and are
+    written as read, so the ids in the output are the ids sent; every other column is
+    neutralised. Rows are written
     :data:`CHUNK_ROWS` at a time, with ``job`` checked in between.
     """
     table = source.table
     stripped = [name.strip() for name in table.column_names]
-    keep = [i for i, name in enumerate(stripped) if name not in SCORE_COLUMNS]
-    names = [table.column_names[i] for i in keep] + list(SCORE_COLUMNS)
+    keep = [i for i, name in enumerate(stripped) if name not in names]
+    header_names = [table.column_names[i] for i in keep] + list(names)
     columns = [table.column(i) for i in keep] + [pa.chunked_array([a]) for a in score_cells]
     checked = [stripped[i] in CONTRACT_COLUMNS for i in keep] + [True] * len(score_cells)
-    header = _cell_text(pa.chunked_array([text_array(names)]), neutralise_formulas)
+    header = _cell_text(pa.chunked_array([text_array(header_names)]), neutralise_formulas)
     parts = [(",".join(header.to_pylist()) + source.terminator).encode()]
     for start in range(0, table.num_rows, CHUNK_ROWS):
         check(job, "writing")

@@ -160,15 +160,22 @@ def _expanded(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return table
 
 
-def write_parquet(table: pa.Table, scores: Sequence[pa.Array], job: FileJob | None = None) -> bytes:
-    """The input table with the score columns (``scores``, in :data:`SCORE_COLUMNS` order).
+def write_parquet(
+    table: pa.Table,
+    scores: Sequence[pa.Array],
+    job: FileJob | None = None,
+    names: Sequence[str] = SCORE_COLUMNS,
+) -> bytes:
+    """The input table with the score columns (``scores``, one per ``names`` entry).
 
-    Written one row group of :data:`_ROW_GROUP_ROWS` at a time, ``job`` checked in between.
+    ``names`` are :data:`SCORE_COLUMNS`, and ``history`` with the history store on; input
+    columns of those names are replaced. Written one row group of :data:`_ROW_GROUP_ROWS` at
+    a time, ``job`` checked in between.
     """
-    dropped = [name for name in table.column_names if name in SCORE_COLUMNS]
+    dropped = [name for name in table.column_names if name in names]
     if dropped:
         table = table.drop_columns(dropped).replace_schema_metadata(None)
-    for name, values in zip(SCORE_COLUMNS, scores, strict=True):
+    for name, values in zip(names, scores, strict=True):
         table = table.append_column(name, values)
     fields = table.schema
     sink = pa.BufferOutputStream()
@@ -177,7 +184,9 @@ def write_parquet(table: pa.Table, scores: Sequence[pa.Array], job: FileJob | No
         fields,
         # Dictionaries only where values repeat by nature (counts, flags, categoricals, the
         # risk band): ids, timestamps and amounts are mostly distinct in real files.
-        use_dictionary=[f.name for f in fields if _repeats(f.type) or f.name == SCORE_COLUMNS[2]],
+        use_dictionary=[
+            f.name for f in fields if _repeats(f.type) or f.name in (SCORE_COLUMNS[2], "history")
+        ],
         # Min/max of text columns is the costly part of the statistics and the least useful.
         write_statistics=[f.name for f in fields if not _is_text(f.type)],
     ) as writer:

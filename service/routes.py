@@ -164,6 +164,7 @@ async def score_file(runtime: Runtime | None, request: Request) -> Reply:
                 limits=settings.file_limits(),
                 neutralise_formulas=settings.csv_neutralise_formulas,
                 job=job,
+                history=None if runtime.history is None else runtime.history.store,
             )
         except AbandonedError as stop:
             logger.warning(
@@ -186,6 +187,8 @@ async def score_file(runtime: Runtime | None, request: Request) -> Reply:
         raise Timeout
     runtime.metrics.observe_batch("file", scored.rows)
     runtime.metrics.observe_scores("file", scored.probabilities, scored.is_fraud)
+    if scored.history is not None:
+        runtime.metrics.observe_history("file", scored.history.tolist())
     table_format = detect_format(upload.filename, upload.content_type, upload.content[:4])
     disposition = f'attachment; filename="{output_filename(upload.filename, table_format)}"'
     return Reply(

@@ -28,6 +28,8 @@ from service.errors import ApiError
 _MAX_REASON: Final = 200
 #: Rows checked, scored or written between two looks at the job's token.
 CHUNK_ROWS: Final = 65_536
+#: Bad cells a file's 422 names (the first ones; the message gives the count).
+MAX_REPORTED_CELLS: Final = 20
 
 
 @dataclass(frozen=True)

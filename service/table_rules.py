@@ -195,12 +195,27 @@ def _offsets(chunk: pa.Array) -> np.ndarray:
     return offsets[chunk.offset : chunk.offset + len(chunk) + 1].astype(np.int64)
 
 
+def _identifier_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """An identifier column as the text the contract reads (integers as decimal, trimmed)."""
+    if pa.types.is_integer(column.type):
+        return pc.cast(column, pa.string())
+    if is_text(column.type):
+        return _trimmed(column)
+    return column
+
+
+def identifier_values(column: pa.ChunkedArray | None, rows: int) -> np.ndarray:
+    """The identifiers of a checked column as Python text (None where empty or absent)."""
+    if column is None:
+        return np.full(rows, None, dtype=object)
+    text = _identifier_text(column)
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    return np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
+
+
 def check_identifiers(column: pa.ChunkedArray, *, required: bool) -> Problems:
     """The bad cells of an identifier column (a missing optional id is fine)."""
-    if pa.types.is_integer(column.type):
-        column = pc.cast(column, pa.string())
-    elif is_text(column.type):
-        column = _trimmed(column)
+    column = _identifier_text(column)
     ok = identifiers_ok(column)
     if not required:
         ok |= _mask(pc.is_null(column))

