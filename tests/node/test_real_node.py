@@ -378,6 +378,41 @@ def test_readyz_and_score_through_port_forward(release: Release, image: NodeImag
     assert "Forwarding from" in output, output
 
 
+#: Run inside the API container: the Service's name through cluster DNS, then /readyz through it.
+IN_POD_CHECK = """
+import socket, sys, urllib.request
+name, port = sys.argv[1], sys.argv[2]
+print(socket.gethostbyname(name))
+with urllib.request.urlopen(f"http://{name}:{port}/readyz", timeout=10) as response:
+    print(response.status)
+"""
+
+
+def test_pods_resolve_and_reach_the_service_by_name(release: Release) -> None:
+    """From inside the pod (``kubectl exec``): CoreDNS, behind the kube-dns Service, resolves the
+    API Service's name to its ClusterIP, and the pod reaches itself through it (hairpin)."""
+    service = release.service["metadata"]["name"]
+    fqdn = f"{service}.{release.namespace}.svc.cluster.local"
+    port = str(release.service["spec"]["ports"][0]["port"])
+    deadline = time.monotonic() + HTTP_DEADLINE_S
+    while True:
+        done = subprocess.run(
+            [
+                *(*KUBECTL, "exec", "--namespace", release.namespace, f"service/{service}"),
+                *("--", "python", "-c", IN_POD_CHECK, fqdn, port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)  # the pod's first lookups can race kube-proxy's kube-dns rules
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.split() == [release.service["spec"]["clusterIP"], "200"], done.stdout
+
+
 def _kubelet_status(cert: tuple[str, str] | None) -> int:
     """HTTP status of kubelet's ``/pods`` for a client with ``cert`` (None: anonymous)."""
     context = ssl.create_default_context(cafile=None)
