@@ -29,6 +29,16 @@ READY_PATH: Final = "/readyz"
 LIVE_PATH: Final = "/livez"
 #: Prometheus exposition format.
 METRICS_PATH: Final = "/metrics"
+#: Decision ledger (with ``FRAUD_DATABASE_URL``; 404 without one, 503 while PostgreSQL is
+#: down). One transaction's decisions and labels: ``DECISION_PREFIX + transaction_id``.
+DECISION_PREFIX: Final = "/v1/decisions/"
+#: One card's (``?card_hash=``) or terminal's (``?terminal_id=``) decisions, newest first.
+DECISIONS_PATH: Final = "/v1/decisions"
+#: Flagged decisions (by default those without a label yet), newest first.
+ALERTS_PATH: Final = "/v1/alerts"
+#: Labels as JSON (``{"labels": [...]}``) or as a CSV/Parquet file (multipart field ``file``).
+LABELS_PATH: Final = "/v1/labels"
+LABELS_FILE_PATH: Final = "/v1/labels/file"
 #: Swagger UI (also served at ``/``) and the OpenAPI document.
 DOCS_PATH: Final = "/docs"
 OPENAPI_PATH: Final = "/docs.json"

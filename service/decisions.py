@@ -23,22 +23,28 @@ from urllib.parse import parse_qs, unquote
 import anyio.to_thread
 import orjson
 
-from fraud_contract.schema import Transaction
+from fraud_contract import api as contract
+from fraud_contract.schema import AGGREGATE_FIELDS, Transaction
 from fraud_contract.windows import is_plain
-from service.asgi import Reply, Request, check_json_content_type
-from service.errors import ApiError, InvalidInput, MalformedBody
+from service.asgi import Reply, Request, check_json_content_type, replay
+from service.errors import ApiError, InvalidInput, MalformedBody, UnsupportedMedia
 
 if TYPE_CHECKING:
     from service.enrichment import LabelHistoryState
     from service.ledger import Ledger
-    from service.ledger.model import LabelTarget
+    from service.ledger.model import Label, LabelTarget
     from service.logs import IdHasher
     from service.runtime import Runtime
 
 #: ``GET /v1/decisions/{transaction_id}``.
-DECISIONS_PREFIX = "/v1/decisions/"
-ALERTS_PATH = "/v1/alerts"
-LABELS_PATH = "/v1/labels"
+DECISIONS_PREFIX = contract.DECISION_PREFIX
+DECISIONS_PATH = contract.DECISIONS_PATH
+ALERTS_PATH = contract.ALERTS_PATH
+LABELS_PATH = contract.LABELS_PATH
+LABELS_FILE_PATH = contract.LABELS_FILE_PATH
+#: Query parameters of ``GET /v1/decisions`` (exactly one of them).
+LISTING_PARAMS: tuple[str, ...] = ("card_hash", "terminal_id")
+_MAX_KEY_CHARS = 256
 
 
 class DecisionRecorder:
@@ -68,12 +74,22 @@ class DecisionRecorder:
                 request_id=request_ids[i],
                 history_used=history_states is not None and history_states[i] != "unavailable",
                 plain_amount=plain_amount(transaction),
+                aggregates=aggregates(transaction),
             )
             for i, (result, transaction) in enumerate(zip(results, transactions, strict=True))
             if result["transaction_id"]
         ]
         if decisions:
             self.ledger.record(decisions)
+
+
+def aggregates(transaction: Transaction) -> dict[str, float | int | None]:
+    """Every aggregate the model was given for this transaction (``None``: absent, unknown).
+
+    The transaction is the one scored: after the history store filled what the request
+    left out, so this is what the model saw, not only what the caller sent.
+    """
+    return {name: getattr(transaction, name) for name in AGGREGATE_FIELDS}
 
 
 def plain_amount(transaction: Transaction) -> bool | None:
@@ -136,18 +152,56 @@ async def get_decision(runtime: Runtime | None, request: Request) -> Reply:
     return Reply(_json(body))
 
 
-async def list_alerts(runtime: Runtime | None, request: Request) -> Reply:
-    """``GET /v1/alerts?limit=&cursor=&all=``: flagged decisions, newest first, paginated."""
-    ledger = _ledger(runtime)
-    query = parse_qs(request.query.decode("latin-1"))
+def _limit(query: dict[str, list[str]]) -> int:
     try:
-        limit = int(query.get("limit", ["50"])[0])
+        return int(query.get("limit", ["50"])[0])
     except ValueError:
         raise InvalidInput(
             "The query parameter 'limit' must be a whole number.",
             [{"field": "limit", "reason": "must be a whole number"}],
             reason="invalid_query",
         ) from None
+
+
+async def list_decisions(runtime: Runtime | None, request: Request) -> Reply:
+    """``GET /v1/decisions?card_hash=|terminal_id=&limit=&cursor=``: one card's or terminal's
+    decisions (alerts or not), newest first, each with its winning label."""
+    ledger = _ledger(runtime)
+    query = parse_qs(request.query.decode("latin-1"))
+    given = [name for name in LISTING_PARAMS if name in query]
+    if len(given) != 1 or len(query[given[0]]) != 1:
+        named = given or list(LISTING_PARAMS)
+        raise InvalidInput(
+            "Give exactly one of the query parameters 'card_hash' or 'terminal_id', once.",
+            [{"field": name, "reason": "exactly one of card_hash, terminal_id"} for name in named],
+            reason="invalid_query",
+        )
+    column = given[0]
+    value = query[column][0]
+    if len(value) > _MAX_KEY_CHARS:
+        raise InvalidInput(
+            f"The query parameter {column!r} must have 1 to {_MAX_KEY_CHARS} characters.",
+            [{"field": column, "reason": f"1 to {_MAX_KEY_CHARS} characters"}],
+            reason="invalid_query",
+        )
+    limit = _limit(query)
+    cursor = query.get("cursor", [None])[0]
+    page = await anyio.to_thread.run_sync(
+        lambda: ledger.list_decisions(
+            column="card_hash" if column == "card_hash" else "terminal_id",
+            value=value,
+            limit=limit,
+            cursor=cursor,
+        )
+    )
+    return Reply(_json({"items": page.items, "next_cursor": page.next_cursor}))
+
+
+async def list_alerts(runtime: Runtime | None, request: Request) -> Reply:
+    """``GET /v1/alerts?limit=&cursor=&all=``: flagged decisions, newest first, paginated."""
+    ledger = _ledger(runtime)
+    query = parse_qs(request.query.decode("latin-1"))
+    limit = _limit(query)
     cursor = query.get("cursor", [None])[0]
     unlabelled_only = query.get("all", ["false"])[0].lower() not in ("true", "1", "yes")
     page = await anyio.to_thread.run_sync(
@@ -174,21 +228,79 @@ async def post_labels(runtime: Runtime | None, request: Request) -> Reply:
             reason="missing_field",
         )
     labels = parse_labels(items)
+    return Reply(_json(await _store_labels(runtime, ledger, labels)))
+
+
+async def post_label_file(runtime: Runtime | None, request: Request) -> Reply:
+    """``POST /v1/labels/file``: a CSV or Parquet label file (multipart field ``file``).
+
+    Parsed and checked whole before anything is stored (a bad row is a 4xx naming it, nothing
+    written), then stored and applied exactly as ``POST /v1/labels``.
+    """
+    from service.ledger import parse_label_file  # noqa: PLC0415
+    from service.uploads import read_file_field  # noqa: PLC0415
+
+    ledger = _ledger(runtime)
+    content_type = request.headers.get(b"content-type", b"").decode("latin-1")
+    if not content_type.startswith("multipart/form-data"):
+        raise UnsupportedMedia(
+            "Upload the label file as multipart/form-data with the field 'file'.", content_type
+        )
+    settings = ledger.settings
+    upload = await read_file_field(
+        replay(request.body or b""), content_type, settings.ledger_label_max_bytes
+    )
+    labels = await anyio.to_thread.run_sync(
+        lambda: parse_label_file(
+            upload.content,
+            _file_media_type(upload.content_type, upload.filename),
+            max_rows=settings.ledger_label_max_rows,
+            max_bytes=settings.ledger_label_max_bytes,
+        )
+    )
+    if not labels:
+        raise InvalidInput(
+            "The label file has no rows.",
+            [{"field": "file", "reason": "no label rows"}],
+            reason="missing_field",
+        )
+    return Reply(_json(await _store_labels(runtime, ledger, labels)))
+
+
+def _file_media_type(content_type: str | None, filename: str | None) -> str:
+    """The part's media type; a generic one falls back to the file name's extension."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media in ("", "application/octet-stream") and filename:
+        name = filename.lower()
+        if name.endswith((".parquet", ".pq")):
+            return "application/vnd.apache.parquet"
+        if name.endswith(".csv"):
+            return "text/csv"
+    return media
+
+
+async def _store_labels(
+    runtime: Runtime | None, ledger: Ledger, labels: list[Label]
+) -> dict[str, Any]:
+    """Store labels as events and, with the history store on, mark the terminals' records.
+
+    The answer of both label routes: one outcome per label (with ``history`` per outcome and
+    top-level when the store is on).
+    """
     history = runtime.history if runtime is not None else None
     if history is None:
         outcomes = await anyio.to_thread.run_sync(ledger.record_labels, labels)
-        return Reply(_json({"outcomes": outcomes}))
+        return {"outcomes": outcomes}
     applied: dict[str, LabelHistoryState] = {}
 
     def apply(targets: list[LabelTarget]) -> None:
         applied.update(history.apply_labels(targets))
 
     outcomes = await anyio.to_thread.run_sync(ledger.record_labels, labels, apply)
-    body = {
+    return {
         "outcomes": [
             {**_plain(outcome), "history": applied.get(outcome.transaction_id, "not_found")}
             for outcome in outcomes
         ],
         "history": "unavailable" if "unavailable" in applied.values() else "updated",
     }
-    return Reply(_json(body))

@@ -263,6 +263,10 @@ def build_routes(settings: ServiceSettings) -> dict[str, Route]:
             "POST", decisions.post_labels, "labels", body_limit="max_body_bytes"
         ),
         decisions.DECISIONS_PREFIX: Route("GET", decisions.get_decision, "decision"),
+        decisions.DECISIONS_PATH: Route("GET", decisions.list_decisions, "decisions"),
+        decisions.LABELS_FILE_PATH: Route(
+            "POST", decisions.post_label_file, "labels_file", body_limit="max_file_bytes"
+        ),
         LIVE_PATH: Route("GET", livez, needs_model=False, needs_key=False, admitted=False),
         READY_PATH: Route("GET", readyz, needs_model=False, needs_key=False, admitted=False),
     }

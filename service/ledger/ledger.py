@@ -23,6 +23,7 @@ from service.ledger.migrate import migrate
 from service.ledger.model import (
     AlertPage,
     Decision,
+    DecisionPage,
     DecisionView,
     Label,
     LabelOutcome,
@@ -138,6 +139,26 @@ class Ledger:
             lambda: queries.list_alerts(
                 self.pool,
                 unlabelled_only=unlabelled_only,
+                limit=limit,
+                cursor=cursor,
+                max_limit=self.settings.ledger_alerts_page_max,
+            )
+        )
+
+    def list_decisions(
+        self,
+        *,
+        column: queries.EntityColumn,
+        value: str,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> DecisionPage:
+        """A page of one card's (``card_hash``) or terminal's decisions, newest first."""
+        return self._query(
+            lambda: queries.list_decisions(
+                self.pool,
+                column=column,
+                value=value,
                 limit=limit,
                 cursor=cursor,
                 max_limit=self.settings.ledger_alerts_page_max,

@@ -24,6 +24,7 @@ DECISION_COLUMNS: tuple[str, ...] = (
     "history_used",
     "recorded_at",
     "plain_amount",
+    "aggregates",
 )
 
 LabelValue = Literal["fraud", "genuine"]
@@ -39,6 +40,9 @@ class Decision:
     2x the card's reference mean (``fraud_contract.windows.is_plain``) in the aggregates it was
     scored with, ``None`` without a reference; a fraud label carries it to the terminal's
     history (``terminal_fraud_run_nb_plain``), which the card's hash alone could not.
+    ``aggregates``: every ``fraud_contract.schema.AGGREGATE_FIELDS`` value the model was given
+    (from the request or the history store; ``None`` values were absent), ``None`` when not
+    recorded (decisions from before migration 0003).
     """
 
     transaction_id: str
@@ -56,6 +60,7 @@ class Decision:
     history_used: bool
     recorded_at: datetime
     plain_amount: bool | None = field(default=None, kw_only=True)
+    aggregates: dict[str, float | int | None] | None = field(default=None, kw_only=True)
 
     @classmethod
     def from_result(
@@ -70,6 +75,7 @@ class Decision:
         history_used: bool,
         recorded_at: datetime | None = None,
         plain_amount: bool | None = None,
+        aggregates: dict[str, float | int | None] | None = None,
     ) -> Decision:
         """Build from one result dict of ``Scorer.score_timed`` plus the request's fields.
 
@@ -96,6 +102,7 @@ class Decision:
             history_used=history_used,
             recorded_at=recorded_at or datetime.now(UTC),
             plain_amount=plain_amount,
+            aggregates=aggregates,
         )
 
     def as_row(self) -> tuple[Any, ...]:
@@ -116,6 +123,7 @@ class Decision:
             self.history_used,
             self.recorded_at,
             self.plain_amount,
+            self.aggregates,
         )
 
 
@@ -203,6 +211,21 @@ class AlertPage:
     """One page of the alert listing, newest first; ``next_cursor`` is ``None`` at the end."""
 
     items: list[StoredDecision]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListedDecision(StoredDecision):
+    """A decision in the per-card / per-terminal listing, with its winning label (or None)."""
+
+    label: LabelValue | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionPage:
+    """One page of a card's or terminal's decisions, newest first; ``None`` cursor at the end."""
+
+    items: list[ListedDecision]
     next_cursor: str | None
 
 

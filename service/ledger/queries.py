@@ -5,19 +5,26 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from service.errors import InvalidInput
-from service.ledger.model import AlertPage, DecisionView, LabelEvent, StoredDecision
+from service.ledger.model import (
+    AlertPage,
+    DecisionPage,
+    DecisionView,
+    LabelEvent,
+    ListedDecision,
+    StoredDecision,
+)
 
 _DECISION_COLUMNS = (
     "transaction_id, event_time, card_hash, terminal_id, amount, probability, is_fraud, "
     "risk_band, threshold, model_tag, reasons, request_id, history_used, recorded_at, stored_at, "
-    "plain_amount"
+    "plain_amount, aggregates"
 )
 
 
@@ -67,6 +74,64 @@ def decode_cursor(cursor: str) -> tuple[datetime, str, str]:
         ) from exc
 
 
+def _check_limit(limit: int, max_limit: int) -> None:
+    if not 1 <= limit <= max_limit:
+        raise InvalidInput(
+            f"limit must be between 1 and {max_limit}.",
+            [{"field": "limit", "reason": f"must be between 1 and {max_limit}"}],
+        )
+
+
+#: The columns ``list_decisions`` may filter on (each has its index, migration 0003).
+EntityColumn = Literal["card_hash", "terminal_id"]
+_ENTITY_COLUMNS: frozenset[str] = frozenset({"card_hash", "terminal_id"})
+
+
+def listing_sql(column: EntityColumn, *, paged: bool) -> bytes:
+    """The listing's statement; parameters: value, [cursor's 3 values,] limit + 1."""
+    if column not in _ENTITY_COLUMNS:
+        raise ValueError(f"not a listing column: {column!r}")
+    where = f"d.{column} = %s"
+    if paged:
+        where += " AND (d.event_time, d.transaction_id, d.model_tag) < (%s, %s, %s)"
+    columns = ", ".join(f"d.{c.strip()}" for c in _DECISION_COLUMNS.split(","))
+    return (
+        f"SELECT {columns}, w.label FROM decisions d "  # noqa: S608 - constants only
+        "LEFT JOIN LATERAL (SELECT l.label FROM label_events l "
+        "WHERE l.transaction_id = d.transaction_id ORDER BY l.reported_at DESC, l.id DESC "
+        f"LIMIT 1) w ON true WHERE {where} "
+        "ORDER BY d.event_time DESC, d.transaction_id DESC, d.model_tag DESC LIMIT %s"
+    ).encode()
+
+
+def list_decisions(
+    pool: ConnectionPool,
+    *,
+    column: EntityColumn,
+    value: str,
+    limit: int = 50,
+    cursor: str | None = None,
+    max_limit: int = 500,
+) -> DecisionPage:
+    """Every decision of one card (by its keyed hash) or terminal, newest transaction time
+    first, each with its winning label; keyset paging on the alert queue's key.
+
+    One index range scan (``decisions_by_card`` / ``decisions_by_terminal``) plus one
+    look-up in ``label_events_by_transaction`` per row returned.
+    """
+    _check_limit(limit, max_limit)
+    params: list[Any] = [value]
+    if cursor is not None:
+        params.extend(decode_cursor(cursor))
+    params.append(limit + 1)
+    with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(listing_sql(column, paged=cursor is not None), params)
+        rows = [ListedDecision(**row) for row in cur.fetchall()]
+    more = len(rows) > limit
+    items = rows[:limit]
+    return DecisionPage(items, encode_cursor(items[-1]) if more and items else None)
+
+
 def list_alerts(
     pool: ConnectionPool,
     *,
@@ -79,11 +144,7 @@ def list_alerts(
 
     ``unlabelled_only`` keeps those without any label event (the analyst queue).
     """
-    if not 1 <= limit <= max_limit:
-        raise InvalidInput(
-            f"limit must be between 1 and {max_limit}.",
-            [{"field": "limit", "reason": f"must be between 1 and {max_limit}"}],
-        )
+    _check_limit(limit, max_limit)
     where = ["d.is_fraud"]
     params: list[Any] = []
     if cursor is not None:

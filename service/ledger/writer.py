@@ -34,7 +34,7 @@ _COPY = "COPY decisions_stage (payload) FROM STDIN (FORMAT binary)"
 _VALUES = (
     "p->>0, (p->>1)::timestamp, p->>2, p->>3, (p->>4)::float8, (p->>5)::float8, "
     "(p->>6)::boolean, p->>7, (p->>8)::float8, p->>9, NULLIF(p->10, 'null'::jsonb), p->>11, "
-    "(p->>12)::boolean, (p->>13)::timestamptz, (p->>14)::boolean"
+    "(p->>12)::boolean, (p->>13)::timestamptz, (p->>14)::boolean, NULLIF(p->15, 'null'::jsonb)"
 )
 _INSERT = (
     f"INSERT INTO decisions ({_COLUMNS}) "  # noqa: S608 - constants only

@@ -101,3 +101,114 @@ def test_decisions_are_recorded_and_labels_come_back(api: ServerProcess) -> None
     assert {e["field"] for e in bad.json()["errors"]} >= {"labels.0.label"}
     assert alerts.status_code == 200
     assert isinstance(alerts.json()["items"], list)
+
+
+def test_aggregates_listings_and_label_files_over_http(api: ServerProcess) -> None:
+    import io  # noqa: PLC0415
+
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    from fraud_contract.api import DECISIONS_PATH, LABELS_FILE_PATH  # noqa: PLC0415
+    from fraud_contract.schema import AGGREGATE_FIELDS  # noqa: PLC0415
+
+    card = "CARD-LISTED"
+    sent = {"customer_nb_tx_1d": 4, "customer_avg_amount_ref": 40.0, "terminal_risk_7d": 0.25}
+    with httpx.Client(base_url=api.base_url, timeout=30) as client:
+        for i in range(4):
+            answer = client.post(
+                SCORE_PATH,
+                json=example_transaction(
+                    transaction_id=f"LS-{i}",
+                    customer_id=card,
+                    terminal_id="T-LISTED",
+                    timestamp=f"2018-08-10T10:0{i}:00",
+                    **sent,
+                ),
+            )
+            assert answer.status_code == 200, answer.text
+        views = [_decision(client, f"LS-{i}") for i in range(4)]
+        card_hash = views[0]["decisions"][0]["card_hash"]
+        by_card = client.get(DECISIONS_PATH, params={"card_hash": card_hash, "limit": 3})
+        rest = client.get(
+            DECISIONS_PATH,
+            params={"card_hash": card_hash, "limit": 3, "cursor": by_card.json()["next_cursor"]},
+        )
+        by_terminal = client.get(DECISIONS_PATH, params={"terminal_id": "T-LISTED"})
+        both = client.get(DECISIONS_PATH, params={"terminal_id": "T-LISTED", "card_hash": "x"})
+        neither = client.get(DECISIONS_PATH, params={"limit": 3})
+        too_many = client.get(DECISIONS_PATH, params={"terminal_id": "T", "limit": 100_000})
+        csv_file = (
+            "transaction_id,label,reported_at,source\n"
+            "LS-0,fraud,2018-09-01T00:00:00,chargeback\n"
+            "LS-1,genuine,2018-09-01T00:00:00,analyst\n"
+        )
+        from_csv = client.post(
+            LABELS_FILE_PATH, files={"file": ("labels.csv", csv_file, "text/csv")}
+        )
+        table = pa.table(
+            {
+                "transaction_id": ["LS-2"],
+                "label": ["fraud"],
+                "reported_at": ["2018-09-01T00:00:00"],
+                "source": ["chargeback"],
+            }
+        )
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        from_parquet = client.post(
+            LABELS_FILE_PATH,
+            files={"file": ("labels.parquet", buffer.getvalue(), "application/octet-stream")},
+        )
+        bad_row = client.post(
+            LABELS_FILE_PATH,
+            files={
+                "file": (
+                    "labels.csv",
+                    "transaction_id,label,reported_at,source\n"
+                    "LS-3,fraud,2018-09-01T00:00:00,chargeback\n"
+                    "LS-3,maybe,2018-09-01T00:00:00,chargeback\n",
+                    "text/csv",
+                )
+            },
+        )
+        bad_column = client.post(
+            LABELS_FILE_PATH,
+            files={"file": ("l.csv", "transaction_id,label,when\nLS-3,fraud,x\n", "text/csv")},
+        )
+        no_file = client.post(LABELS_FILE_PATH, files={"other": ("l.csv", "x", "text/csv")})
+        not_multipart = client.post(LABELS_FILE_PATH, json={"labels": []})
+        listed = client.get(DECISIONS_PATH, params={"terminal_id": "T-LISTED"}).json()
+        unlabelled = client.get("/v1/decisions/LS-3").json()
+    stored = views[0]["decisions"][0]["aggregates"]
+    assert set(stored) == set(AGGREGATE_FIELDS)  # every aggregate, absent ones as null
+    assert {k: v for k, v in stored.items() if v is not None} == sent
+    assert by_card.status_code == 200, by_card.text
+    assert [d["transaction_id"] for d in by_card.json()["items"]] == ["LS-3", "LS-2", "LS-1"]
+    assert [d["transaction_id"] for d in rest.json()["items"]] == ["LS-0"]
+    assert rest.json()["next_cursor"] is None
+    assert [d["transaction_id"] for d in by_terminal.json()["items"]] == [
+        "LS-3", "LS-2", "LS-1", "LS-0"
+    ]  # fmt: skip
+    assert by_terminal.json()["items"][0]["aggregates"] == views[3]["decisions"][0]["aggregates"]
+    for answer in (both, neither):
+        assert answer.status_code == 422, answer.text
+        assert {e["field"] for e in answer.json()["errors"]} == {"card_hash", "terminal_id"}
+    assert too_many.status_code == 422
+    assert too_many.json()["errors"][0]["field"] == "limit"
+    assert from_csv.status_code == 200, from_csv.text
+    assert [o["status"] for o in from_csv.json()["outcomes"]] == ["new", "new"]
+    assert from_parquet.status_code == 200, from_parquet.text
+    assert [o["transaction_id"] for o in from_parquet.json()["outcomes"]] == ["LS-2"]
+    assert bad_row.status_code == 422, bad_row.text
+    assert bad_row.json()["errors"][0]["field"].startswith("row 2, column label")
+    assert bad_column.status_code == 422
+    assert {e["field"] for e in bad_column.json()["errors"]} == {
+        "column 'when'", "column 'reported_at'", "column 'source'"
+    }  # fmt: skip
+    assert no_file.status_code == 422
+    assert not_multipart.status_code == 415
+    assert {d["transaction_id"]: d["label"] for d in listed["items"]} == {
+        "LS-0": "fraud", "LS-1": "genuine", "LS-2": "fraud", "LS-3": None
+    }  # fmt: skip
+    assert unlabelled["labels"] == []  # the bad file's valid first row was not stored

@@ -30,6 +30,7 @@ from service.ledger.label_files import parse_label_file
 from service.ledger.labels import replay_labels
 from service.ledger.migrate import MIGRATIONS_DIR, MigrationError, applied_versions, migrate
 from service.ledger.model import LabelTarget
+from service.ledger.queries import EntityColumn, listing_sql
 from service.ledger.spool import encode
 from service.ledger.writer import copy_payloads
 
@@ -143,9 +144,9 @@ def ledger(db_url: str, tmp_path: Path) -> Iterator[Ledger]:
 def test_migrations_apply_once_and_a_second_run_is_a_no_op(server_url: str) -> None:
     url = new_database(server_url)
     assert applied_versions(url) == []
-    assert migrate(url) == [1, 2]
+    assert migrate(url) == [1, 2, 3]
     assert migrate(url) == []
-    assert applied_versions(url) == [1, 2]
+    assert applied_versions(url) == [1, 2, 3]
     with psycopg.connect(url) as conn:
         tables = {
             r[0]
@@ -175,8 +176,8 @@ def test_concurrent_migrators_apply_each_version_exactly_once(server_url: str) -
     for t in threads:
         t.join()
     assert errors == []
-    assert sorted(results) == [[], [], [], [], [], [1, 2]]
-    assert applied_versions(url) == [1, 2]
+    assert sorted(results) == [[], [], [], [], [], [1, 2, 3]]
+    assert applied_versions(url) == [1, 2, 3]
 
 
 def test_an_edited_applied_migration_is_refused(server_url: str, tmp_path: Path) -> None:
@@ -471,10 +472,10 @@ def test_the_migrate_and_retention_commands(server_url: str, tmp_path: Path) -> 
 
     first = cli("migrate")
     assert first.returncode == 0, first.stderr
-    assert "[1, 2]" in first.stdout
+    assert "[1, 2, 3]" in first.stdout
     again = cli("migrate")
     assert "none pending" in again.stdout
-    assert applied_versions(url) == [1, 2]
+    assert applied_versions(url) == [1, 2, 3]
     with ConnectionPool(url, min_size=1, max_size=1) as p:
         old = datetime.now(UTC) - timedelta(days=40)
         copy_payloads(p, [encode(decision(i, recorded_at=old)) for i in range(7)])
@@ -495,7 +496,7 @@ def test_plain_amount_is_stored_and_payloads_spooled_before_it_still_load(
     pool: ConnectionPool,
 ) -> None:
     plain = dataclasses.replace(decision(1), plain_amount=True)
-    old = orjson.dumps(decision(2).as_row()[:-1])  # spooled by a version without the column
+    old = orjson.dumps(decision(2).as_row()[:-2])  # spooled by a version without the column
     assert copy_payloads(pool, [encode(plain), encode(decision(3)), old]) == 3
     with pool.connection() as conn:
         stored: dict[str, bool | None] = dict(
@@ -547,3 +548,88 @@ def test_each_label_call_hands_the_winning_labels_to_apply_and_replay_finds_them
 
 def _fail(targets: list[LabelTarget]) -> None:
     raise RuntimeError("apply failed")
+
+
+AGGREGATES = {"customer_nb_tx_1d": 3, "customer_avg_amount_ref": 41.5, "terminal_risk_7d": None}
+
+
+def test_aggregates_are_stored_and_payloads_spooled_before_them_load_with_null(
+    pool: ConnectionPool, ledger: Ledger
+) -> None:
+    seen = dataclasses.replace(decision(1), aggregates=AGGREGATES)
+    old = orjson.dumps(decision(2).as_row()[:-1])  # spooled by a version without the column
+    assert copy_payloads(pool, [encode(seen), encode(decision(3)), old]) == 3
+    with pool.connection() as conn:
+        stored: dict[str, object] = dict(
+            conn.execute("SELECT transaction_id, aggregates FROM decisions").fetchall()
+        )
+    assert stored == {"tx-0000001": AGGREGATES, "tx-0000002": None, "tx-0000003": None}
+    view = ledger.get_decision("tx-0000001")
+    assert view is not None
+    assert view.decisions[0].aggregates == AGGREGATES
+    assert ledger.list_alerts(unlabelled_only=False).items == []  # none of them flagged
+
+
+def test_a_card_or_terminal_listing_pages_newest_first_with_winning_labels(
+    ledger: Ledger,
+) -> None:
+    # 200 decisions over 13 terminals and 97 cards; term-3 holds i % 13 == 3 (16 of them).
+    ledger.record([decision(i, is_fraud=i % 5 == 0) for i in range(200)])
+    assert ledger.flush(10)
+    ledger.record_labels([label(185, "genuine", hours=1), label(185, "fraud", hours=2)])
+    seen: list[str] = []
+    labels: dict[str, str | None] = {}
+    cursor = None
+    pages = 0
+    while True:
+        page = ledger.list_decisions(column="terminal_id", value="term-3", limit=5, cursor=cursor)
+        assert all(d.terminal_id == "term-3" for d in page.items)
+        seen.extend(d.transaction_id for d in page.items)
+        labels.update((d.transaction_id, d.label) for d in page.items)
+        pages += 1
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    expected = [f"tx-{i:07d}" for i in range(199, -1, -1) if i % 13 == 3]
+    assert seen == expected  # newest first, every decision (flagged or not), once each
+    assert pages == 4  # 16 rows, 5 a page
+    assert labels["tx-0000185"] == "fraud"  # the later report wins
+    assert {tx for tx, value in labels.items() if value is not None} == {"tx-0000185"}
+    card = ledger.list_decisions(column="card_hash", value=decision(5).card_hash, limit=50)
+    assert [d.transaction_id for d in card.items] == ["tx-0000199", "tx-0000102", "tx-0000005"]
+    assert card.next_cursor is None
+    assert ledger.list_decisions(column="card_hash", value="nobody").items == []
+    with pytest.raises(ApiError) as too_big:
+        ledger.list_decisions(column="card_hash", value="x", limit=10_000)
+    assert too_big.value.errors[0]["field"] == "limit"
+    with pytest.raises(InvalidInput) as forged:
+        ledger.list_decisions(column="terminal_id", value="term-3", cursor="forged")
+    assert forged.value.errors[0]["field"] == "cursor"
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "index"),
+    [
+        ("card_hash", "h0003", "decisions_by_card"),
+        ("terminal_id", "term-3", "decisions_by_terminal"),
+    ],
+)
+def test_the_listing_is_an_index_scan_in_key_order(
+    pool: ConnectionPool, column: EntityColumn, value: str, index: str
+) -> None:
+    copy_payloads(pool, [encode(decision(i)) for i in range(3_000)])
+    last = decision(2_000)
+    with pool.connection() as conn:
+        conn.execute("ANALYZE decisions")
+        # Without a usable index the only plans left would scan the table and sort it.
+        conn.execute("SET enable_seqscan = off")
+        conn.execute("SET enable_bitmapscan = off")
+        for paged, params in (
+            (False, [value, 21]),
+            (True, [value, last.event_time, last.transaction_id, last.model_tag, 21]),
+        ):
+            sql = listing_sql(column, paged=paged)
+            plan = "\n".join(row[0] for row in conn.execute(b"EXPLAIN " + sql, params))
+            assert f"Index Scan using {index} on decisions" in plan, plan
+            assert "Sort" not in plan.replace("Sort Key", ""), plan  # the index's order
+            assert "Seq Scan on decisions" not in plan, plan
