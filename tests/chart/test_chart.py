@@ -25,6 +25,7 @@ from tests.chart.chart_support import (
     one,
     pod_specs,
     render,
+    render_args,
     render_error,
     selects,
 )
@@ -740,3 +741,25 @@ def test_api_gets_its_id_hash_key_from_a_generated_or_existing_secret() -> None:
     # The UI does not get the key.
     ui = one(manifests, "Deployment", "-ui")["spec"]["template"]["spec"]["containers"][0]
     assert "FRAUD_ID_HASH_KEY" not in {e["name"] for e in ui["env"]}
+
+
+def test_the_helm_test_pod_can_be_placed_with_the_api() -> None:
+    """On a cluster whose API nodes are tainted, the test pod follows (tests.nodeSelector)."""
+    plain = one(render(), "Pod", "-test-score")
+    assert "nodeSelector" not in plain["spec"] and "tolerations" not in plain["spec"]
+    placed = one(
+        render_args(
+            (
+                "--set",
+                "tests.nodeSelector.role=scoring",
+                "--set",
+                "tests.tolerations[0].key=role",
+                "--set",
+                "tests.tolerations[0].operator=Exists",
+            )
+        ),
+        "Pod",
+        "-test-score",
+    )
+    assert placed["spec"]["nodeSelector"] == {"role": "scoring"}
+    assert placed["spec"]["tolerations"] == [{"key": "role", "operator": "Exists"}]
