@@ -11,6 +11,7 @@ import orjson
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from fraud_contract.schema import AGGREGATE_FIELDS
 from service.errors import InvalidInput
 from service.ledger.model import (
     AlertPage,
@@ -28,8 +29,17 @@ _DECISION_COLUMNS = (
 )
 
 
+def _in_contract_order(row: dict[str, Any]) -> dict[str, Any]:
+    # jsonb keeps keys in its own order: give them back in the contract's (any extra last).
+    stored = row.get("aggregates")
+    if stored:
+        ordered = {name: stored.pop(name) for name in AGGREGATE_FIELDS if name in stored}
+        row["aggregates"] = {**ordered, **stored}
+    return row
+
+
 def _decision(row: dict[str, Any]) -> StoredDecision:
-    return StoredDecision(**row)
+    return StoredDecision(**_in_contract_order(row))
 
 
 def get_decision(pool: ConnectionPool, transaction_id: str) -> DecisionView | None:
@@ -126,7 +136,7 @@ def list_decisions(
     params.append(limit + 1)
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         cur.execute(listing_sql(column, paged=cursor is not None), params)
-        rows = [ListedDecision(**row) for row in cur.fetchall()]
+        rows = [ListedDecision(**_in_contract_order(row)) for row in cur.fetchall()]
     more = len(rows) > limit
     items = rows[:limit]
     return DecisionPage(items, encode_cursor(items[-1]) if more and items else None)

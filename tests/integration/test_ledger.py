@@ -567,6 +567,7 @@ def test_aggregates_are_stored_and_payloads_spooled_before_them_load_with_null(
     view = ledger.get_decision("tx-0000001")
     assert view is not None
     assert view.decisions[0].aggregates == AGGREGATES
+    assert list(view.decisions[0].aggregates) == list(AGGREGATES)  # the contract's order
     assert ledger.list_alerts(unlabelled_only=False).items == []  # none of them flagged
 
 
