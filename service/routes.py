@@ -30,9 +30,10 @@ from fraud_contract.api import (
 )
 from service import bentoml_bridge, decisions, docs_pages
 from service.asgi import Reply, Request, check_json_content_type, read_body, replay
+from service.batch_response import score_batch_body
 from service.enrichment import annotate
 from service.errors import InvalidInput, NotReady, Timeout, UnsupportedMedia
-from service.json_input import decode_batch, decode_transaction, decode_transactions
+from service.json_input import decode_transaction, decode_transactions
 from service.logs import LOGGER_NAME
 
 if TYPE_CHECKING:
@@ -98,11 +99,7 @@ async def score_batch(runtime: Runtime | None, request: Request) -> Reply:
             results, timings = _score_batch_stateful(runtime, body, explain, request.request_id)
             runtime.metrics.observe_results("batch", results, timings)
             return orjson.dumps({"model_tag": runtime.scorer.model_tag, "results": results})
-        batch = decode_batch(body)
-        flags = [True] * len(batch) if explain else None
-        results, timings = runtime.scorer.score_columns(batch, flags)
-        runtime.metrics.observe_results("batch", results, timings)
-        return orjson.dumps({"model_tag": runtime.scorer.model_tag, "results": results})
+        return score_batch_body(runtime.scorer, runtime.metrics, body, explain)
 
     # Parsing and validating a large batch is CPU work: off the event loop.
     return Reply(await anyio.to_thread.run_sync(work))

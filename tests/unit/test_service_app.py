@@ -72,6 +72,9 @@ class RecordingMetrics:
     def observe_scores(self, endpoint: str, probabilities: Any, is_fraud: Any) -> None:
         pass
 
+    def observe_steps(self, endpoint: str, timings: Any) -> None:
+        pass
+
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
@@ -440,6 +443,7 @@ async def test_every_route_keeps_the_request_timeout(
     assert app.runtime is not None
     app.runtime.scorer.score_timed = _sleeping_batch  # type: ignore[method-assign]
     app.runtime.scorer.score_columns = _sleeping_batch  # type: ignore[method-assign]
+    app.runtime.scorer.score_columns_rows = _sleeping_batch  # type: ignore[method-assign]
     body: Any = example_transaction()
     if path == SCORE_BATCH_PATH:
         body = {"transactions": [example_transaction()]}
