@@ -21,12 +21,12 @@ from ui.alerts_render import (
     AGGREGATE_COLUMNS,
     QUEUE_COLUMNS,
     RECENT_COLUMNS,
+    aggregates_frame,
     decision_html,
     labels_note,
     main_decision,
     page_info_html,
     queue_frame,
-    reason_aggregates_frame,
     reasons_html,
     recent_frame,
 )
@@ -40,14 +40,13 @@ T = TypeVar("T")
 UNEXPECTED: Final = "Something unexpected went wrong in the UI; the details are in the UI's log."
 #: Alerts per queue page.
 PAGE_SIZE: Final = 20
-#: Newest flagged decisions read for an alert's card and terminal history (the API's
-#: default FRAUD_LEDGER_ALERTS_PAGE_MAX).
-HISTORY_SCAN: Final = 500
+#: Newest decisions of an alert's card and of its terminal shown beside it.
+RECENT_LIMIT: Final = 20
 NOTHING_OPEN: Final = "Open an alert: click its row in the queue (or pick its id and press Open)."
 
 #: (status, queue table, page line, id picker, state) after every queue action.
 QueueView = tuple[str, pd.DataFrame, str, Any, "AlertsState"]
-#: (status, decision, reasons, aggregates, card alerts, terminal alerts, history note,
+#: (status, decision, reasons, aggregates, card decisions, terminal decisions, history note,
 #: label events, Fraud button, Genuine button, open transaction id).
 DetailView = tuple[str, str, str, pd.DataFrame, pd.DataFrame, pd.DataFrame, str, str, Any, Any, str]
 
@@ -79,11 +78,11 @@ class AlertHandlers:
     """Callbacks of the Alerts tab, bound to one API client."""
 
     def __init__(
-        self, client: ScoringClient, *, page_size: int = PAGE_SIZE, history_scan: int = HISTORY_SCAN
+        self, client: ScoringClient, *, page_size: int = PAGE_SIZE, recent_limit: int = RECENT_LIMIT
     ) -> None:
         self.client = client
         self.page_size = page_size
-        self.history_scan = history_scan
+        self.recent_limit = recent_limit
 
     @staticmethod
     def _guard(action: Callable[[], T], on_error: Callable[[str], T]) -> T:
@@ -160,7 +159,8 @@ class AlertHandlers:
         return self.open(transaction_id)
 
     def open(self, transaction_id: str | None) -> DetailView:
-        """The decision, its reasons, the aggregates among them and the recent alerts."""
+        """The decision, its reasons, the aggregates it was scored with, the card's and the
+        terminal's recent decisions."""
         if not transaction_id:
             return self._detail_empty(notice_html(NOTHING_OPEN))
 
@@ -177,8 +177,10 @@ class AlertHandlers:
         return (
             status,
             decision_html(view),
-            reasons_html(reasons),
-            reason_aggregates_frame(reasons),
+            reasons_html(
+                reasons, all_aggregates=decision is not None and decision.aggregates is not None
+            ),
+            aggregates_frame(decision),
             card,
             terminal,
             note,
@@ -189,34 +191,26 @@ class AlertHandlers:
         )
 
     def _recent(self, decision: StoredDecision | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-        """Other flagged decisions of the card and the terminal (what the API can list)."""
+        """The newest decisions of the card and of the terminal (alerts or not, with labels)."""
         if decision is None:
             return _recent_empty("card"), _recent_empty("terminal"), ""
+        limit = self.recent_limit + 1  # the open decision is among them, and left out
         try:
-            alerts = self._newest_alerts()
+            card = self.client.decisions_of(card_hash=decision.card_hash, limit=limit).items
+            terminal = self.client.decisions_of(terminal_id=decision.terminal_id, limit=limit)
         except APIError as exc:
-            note = error_html(f"Recent alerts could not be read: {exc.message}")
+            note = error_html(f"Recent decisions could not be read: {exc.message}")
             return _recent_empty("card"), _recent_empty("terminal"), note
         explain = (
-            "The API has no listing of a card's or a terminal's transactions, so these are "
-            "the other flagged decisions of this card and this terminal (labelled or not) "
-            f"among the {len(alerts)} newest alerts in the ledger. The history the model saw is in "
-            "the aggregates above (those among the top reasons; the ledger keeps no others)."
+            f"The newest {self.recent_limit} decisions of this card and of this terminal in the "
+            "ledger (alerts or not, each with its label; this one left out), newest "
+            "transaction first."
         )
         return (
-            recent_frame(decision, alerts, by="card"),
-            recent_frame(decision, alerts, by="terminal"),
+            recent_frame(decision, card, by="card"),
+            recent_frame(decision, terminal.items, by="terminal"),
             notice_html(explain),
         )
-
-    def _newest_alerts(self) -> list[StoredDecision]:
-        try:
-            return self.client.recent_alerts(limit=self.history_scan).items
-        except APIError as exc:
-            if exc.status != 422:
-                raise
-            # The API's FRAUD_LEDGER_ALERTS_PAGE_MAX is below the scan: read what it allows.
-            return self.client.recent_alerts(limit=self.page_size).items
 
     def _detail_empty(self, status: str) -> DetailView:
         return (

@@ -1,4 +1,5 @@
-"""The Alerts tab's content: the queue table, one decision, its reasons and the recent alerts.
+"""The Alerts tab's content: the queue table, one decision, its reasons, the aggregates the model
+saw and the card's and terminal's recent decisions.
 
 Pure functions of the ledger's answers (no Gradio, no HTTP); every string from outside is
 HTML-escaped.
@@ -16,7 +17,7 @@ import pandas as pd
 from fraud_contract import AGGREGATE_FIELDS
 from fraud_contract.api import Reason
 from ui.form import field_label
-from ui.ledger import DecisionView, LabelEvent, StoredDecision
+from ui.ledger import DecisionView, LabelEvent, ListedDecision, StoredDecision
 
 QUEUE_COLUMNS: Final = (
     "time",
@@ -29,7 +30,16 @@ QUEUE_COLUMNS: Final = (
     "model",
 )
 AGGREGATE_COLUMNS: Final = ("aggregate", "value", "field")
-RECENT_COLUMNS: Final = ("time", "transaction", "probability", "band", "amount", "other")
+RECENT_COLUMNS: Final = (
+    "time",
+    "transaction",
+    "probability",
+    "decision",
+    "band",
+    "amount",
+    "label",
+    "other",
+)
 #: Characters of the keyed card hash shown (enough to tell cards apart on a page).
 CARD_CHARS: Final = 14
 #: What a label does to later scores, said where the analyst labels.
@@ -140,7 +150,7 @@ def decision_html(view: DecisionView) -> str:
     )
 
 
-def reasons_html(reasons: Sequence[Reason] | None) -> str:
+def reasons_html(reasons: Sequence[Reason] | None, *, all_aggregates: bool = False) -> str:
     """The TreeSHAP reasons as a table with a bar per contribution (largest first).
 
     HTML rather than a Gradio plot: plots throw in the browser when redrawn while hidden.
@@ -165,7 +175,12 @@ def reasons_html(reasons: Sequence[Reason] | None) -> str:
             f'background:{colour}" title="{direction} the fraud log-odds"></span></td></tr>'
         )
     history = sum(reason.feature in AGGREGATE_FIELDS for reason in ordered)
-    if history:
+    if all_aggregates:
+        note = (
+            f"{history} of these reasons are history aggregates; every aggregate the model saw "
+            "is listed below."
+        )
+    elif history:
         note = f"{history} of these reasons are history aggregates (their values are listed below)."
     else:
         note = (
@@ -179,6 +194,31 @@ def reasons_html(reasons: Sequence[Reason] | None) -> str:
         f"<tbody>{''.join(rows)}</tbody></table>"
         f'<div class="fraud-meta" id="alert-reasons-note">{escape(note)}</div>'
     )
+
+
+def _value(value: float | None) -> str:
+    return "missing" if value is None else f"{value:.4g}"
+
+
+def aggregates_frame(decision: StoredDecision | None) -> pd.DataFrame:
+    """Every aggregate the model saw for this decision, in the contract's order.
+
+    ``missing``: the model got no value (unknown). A decision recorded before the ledger kept
+    the aggregates falls back to those among its stored reasons.
+    """
+    if decision is None:
+        return pd.DataFrame(columns=list(AGGREGATE_COLUMNS))
+    if decision.aggregates is None:
+        return reason_aggregates_frame(decision.reasons)
+    rows = [
+        {
+            "aggregate": field_label(name),
+            "value": _value(decision.aggregates.get(name)),
+            "field": name,
+        }
+        for name in AGGREGATE_FIELDS
+    ]
+    return pd.DataFrame(rows, columns=list(AGGREGATE_COLUMNS))
 
 
 def reason_aggregates_frame(reasons: Sequence[Reason] | None) -> pd.DataFrame:
@@ -196,23 +236,22 @@ def reason_aggregates_frame(reasons: Sequence[Reason] | None) -> pd.DataFrame:
 
 
 def recent_frame(
-    decision: StoredDecision, alerts: Sequence[StoredDecision], *, by: str
+    decision: StoredDecision, items: Sequence[ListedDecision], *, by: str
 ) -> pd.DataFrame:
-    """Other flagged decisions of the same card (``by='card'``) or terminal, newest first."""
-    if by == "card":
-        same = [a for a in alerts if a.card_hash == decision.card_hash]
-    else:
-        same = [a for a in alerts if a.terminal_id == decision.terminal_id]
+    """The card's (``by='card'``) or terminal's decisions from the ledger's listing, newest
+    first, the open one left out; ``other`` is the terminal (card rows) or the card."""
     rows = [
         {
             "time": _time(item.event_time),
             "transaction": item.transaction_id,
             "probability": f"{item.probability:.3f}",
+            "decision": "alert" if item.is_fraud else "clear",
             "band": item.risk_band,
             "amount": f"{item.amount:.2f}",
+            "label": item.label or "none",
             "other": item.terminal_id if by == "card" else short_card(item.card_hash),
         }
-        for item in same
+        for item in items
         if item.transaction_id != decision.transaction_id
     ]
     frame = pd.DataFrame(rows, columns=list(RECENT_COLUMNS))

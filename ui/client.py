@@ -36,16 +36,18 @@ from fraud_contract.api import (
 from ui.ledger import (
     ALERTS_PATH,
     ANALYST_SOURCE,
+    DECISIONS_PATH,
     DECISIONS_PREFIX,
     LABELS_PATH,
     AlertPage,
+    DecisionPage,
     DecisionView,
     LabelOutcome,
     LabelValue,
 )
 from ui.settings import UISettings
 
-PageOrView = TypeVar("PageOrView", AlertPage, DecisionView)
+PageOrView = TypeVar("PageOrView", AlertPage, DecisionPage, DecisionView)
 
 NO_LEDGER: Final = (
     "This API keeps no decision ledger (FRAUD_DATABASE_URL is not set on the API), so there "
@@ -233,12 +235,17 @@ class ScoringClient:
         response = self._request("GET", ALERTS_PATH, params=params, describe=_ledger_listing)
         return _parse(AlertPage, response, "an alert page")
 
-    def recent_alerts(self, *, limit: int) -> AlertPage:
-        """The newest flagged decisions, labelled or not (the recent-history tables)."""
-        response = self._request(
-            "GET", ALERTS_PATH, params={"limit": limit, "all": "true"}, describe=_ledger_listing
-        )
-        return _parse(AlertPage, response, "an alert page")
+    def decisions_of(
+        self, *, card_hash: str | None = None, terminal_id: str | None = None, limit: int
+    ) -> DecisionPage:
+        """The newest decisions (alerts or not, with labels) of one card or one terminal."""
+        params: dict[str, str | int] = {"limit": limit}
+        if card_hash is not None:
+            params["card_hash"] = card_hash
+        if terminal_id is not None:
+            params["terminal_id"] = terminal_id
+        response = self._request("GET", DECISIONS_PATH, params=params, describe=_ledger_listing)
+        return _parse(DecisionPage, response, "a decision listing")
 
     def decision(self, transaction_id: str) -> DecisionView:
         """A transaction's decisions (one per model) and its label events."""

@@ -259,8 +259,8 @@ def _alerts_tab(alerts: AlertHandlers, tab: gr.Tab) -> None:
     gr.Markdown(
         "The queue of alerts not yet labelled, from the API's decision ledger, newest "
         "transaction first. Click a row to open it: the decision, its top reasons (TreeSHAP), "
-        "the history aggregates the model saw and the other recent alerts of the card and the "
-        "terminal. Then label it."
+        "every history aggregate the model saw and the recent decisions of the card and of the "
+        "terminal (alerts or not, with their labels). Then label it."
     )
     queue_state = gr.State(AlertsState())
     opened = gr.State("")
@@ -301,17 +301,17 @@ def _alerts_tab(alerts: AlertHandlers, tab: gr.Tab) -> None:
             reasons = gr.HTML(elem_id="alert-reasons")
             aggregates = gr.Dataframe(
                 pd.DataFrame(columns=list(ALERT_AGGREGATE_COLUMNS)),
-                label="History aggregates the model saw (those among the top reasons)",
+                label="History aggregates the model saw (missing: unknown to the model)",
                 elem_id="alert-aggregates",
                 interactive=False,
             )
     history_note = gr.HTML(elem_id="alert-history-note")
     with gr.Row():
         card_history = gr.Dataframe(
-            label="Other recent alerts of this card", elem_id="alert-card-history"
+            label="Recent decisions of this card", elem_id="alert-card-history"
         )
         terminal_history = gr.Dataframe(
-            label="Other recent alerts at this terminal", elem_id="alert-terminal-history"
+            label="Recent decisions at this terminal", elem_id="alert-terminal-history"
         )
     queue_out = [status, queue, page_info, pick, queue_state]
     detail_out = [

@@ -1,9 +1,10 @@
 """What the API's decision-ledger routes answer, as the Alerts tab reads it.
 
 ``GET /v1/alerts`` (the queue: flagged decisions not yet labelled, newest first, cursor pages),
-``GET /v1/decisions/{transaction_id}`` (every model's decision and the label events) and
-``POST /v1/labels``. The UI never imports the service, so the shapes are restated here;
-unknown fields are ignored so a newer API does not break an older UI.
+``GET /v1/decisions/{transaction_id}`` (every model's decision and the label events),
+``GET /v1/decisions?card_hash=|terminal_id=`` (a card's or terminal's decisions, newest first,
+with their labels) and ``POST /v1/labels``. The UI never imports the service, so the shapes
+are restated here; unknown fields are ignored so a newer API does not break an older UI.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fraud_contract.api import Reason
 
 ALERTS_PATH: Final = "/v1/alerts"
 DECISIONS_PREFIX: Final = "/v1/decisions/"
+DECISIONS_PATH: Final = "/v1/decisions"
 LABELS_PATH: Final = "/v1/labels"
 #: The ``source`` of every label the UI sends.
 ANALYST_SOURCE: Final = "analyst"
@@ -44,6 +46,27 @@ class StoredDecision(BaseModel):
     history_used: bool = False
     recorded_at: datetime | None = None
     stored_at: datetime | None = None
+    plain_amount: bool | None = None
+    aggregates: dict[str, float | None] | None = Field(
+        default=None,
+        description="Every aggregate the model was given (null: absent); None when the API "
+        "recorded none (decisions from before it kept them, or an older API).",
+    )
+
+
+class ListedDecision(StoredDecision):
+    """A decision in a card's or terminal's listing, with its winning label."""
+
+    label: LabelValue | None = None
+
+
+class DecisionPage(BaseModel):
+    """One page of a card's or terminal's decisions, newest first."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    items: list[ListedDecision]
+    next_cursor: str | None = None
 
 
 class AlertPage(BaseModel):

@@ -32,6 +32,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from fraud_contract import AGGREGATE_FIELDS
 from fraud_contract.api import SCORE_BATCH_PATH, SCORE_COLUMNS, SCORE_PATH
 from testkit.api import served_process
 from testkit.net import free_port
@@ -556,8 +557,9 @@ ALERT_SHIFT = timedelta(weeks=52)
 LEDGER_WAIT_S = 60.0
 
 
-def _make_alerts(api: ApiControl, examples: list[Example]) -> list[str]:
-    """Score the examples twice each as one card at one terminal; the flagged ids, newest first.
+def _make_alerts(api: ApiControl, examples: list[Example]) -> tuple[list[str], list[str]]:
+    """Score the examples twice each as one card at one terminal; the flagged ids, newest
+    first, and the ids not flagged, newest first.
 
     The examples carry all 19 history fields, which win over the store, so they score as on
     the Score tab; the fraud scenarios are flagged by the tiny model.
@@ -580,9 +582,15 @@ def _make_alerts(api: ApiControl, examples: list[Example]) -> list[str]:
     )
     response.raise_for_status()
     times = {body["transaction_id"]: body["timestamp"] for body in bodies}
-    flagged = [r["transaction_id"] for r in response.json()["results"] if r["is_fraud"]]
+    results = response.json()["results"]
+    flagged = [r["transaction_id"] for r in results if r["is_fraud"]]
+    clear = sorted(
+        (r["transaction_id"] for r in results if not r["is_fraud"]),
+        key=lambda tx: (times[tx], tx),
+        reverse=True,
+    )
     assert len(flagged) >= 2, f"the tiny model flagged {flagged} of {sorted(times)}"
-    return sorted(flagged, key=lambda tx: (times[tx], tx), reverse=True)
+    return sorted(flagged, key=lambda tx: (times[tx], tx), reverse=True), clear
 
 
 def _ledger_view(
@@ -603,8 +611,8 @@ def test_alert_queue_open_label_and_leave(
     page: Any, api: ApiControl, examples: list[Example], shots: Path
 ) -> None:
     expect = _expect()
-    flagged = _make_alerts(api, examples)
-    for transaction_id in flagged:
+    flagged, clear = _make_alerts(api, examples)
+    for transaction_id in flagged + clear:
         _ledger_view(api, transaction_id)
     newest, other = flagged[0], flagged[1]
     _open_tab(page, "Alerts")
@@ -619,8 +627,14 @@ def test_alert_queue_open_label_and_leave(
     expect(page.locator("#alert-terminal")).to_have_text(ALERT_TERMINAL)
     expect(page.locator("#alert-label")).to_have_attribute("data-label", "none")
     expect(page.locator("#alert-reasons-table tbody tr").first).to_be_visible()
-    expect(page.locator("#alert-card-history")).to_contain_text(other)
-    expect(page.locator("#alert-terminal-history")).to_contain_text(other)
+    aggregates = page.locator("#alert-aggregates")
+    for name in AGGREGATE_FIELDS:  # every aggregate the model saw, not only the top reasons
+        expect(aggregates).to_contain_text(name)
+    # The card's and the terminal's decisions, alerts or not (the listing has them all).
+    for history in (page.locator("#alert-card-history"), page.locator("#alert-terminal-history")):
+        expect(history).to_contain_text(other)
+        if clear:
+            expect(history).to_contain_text(clear[0])
     expect(page.locator("#alert-label-effect")).to_contain_text("label delay")
     expect(page.locator("#alert-status")).to_be_empty()
     page.screenshot(path=str(shots / "ui-alerts.png"), full_page=True)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from fraud_contract import AGGREGATE_FIELDS
 from fraud_contract.api import API_KEY_HEADER, Reason
 from ui.alerts import AlertHandlers, AlertsState, label_status_html
 from ui.alerts_render import (
@@ -27,6 +28,7 @@ from ui.client import LEDGER_DOWN, NO_LEDGER, APIError, ScoringClient
 from ui.ledger import (
     ALERTS_PATH,
     ANALYST_SOURCE,
+    DECISIONS_PATH,
     DECISIONS_PREFIX,
     LABELS_PATH,
     DecisionView,
@@ -42,15 +44,24 @@ REASONS = [
 ]
 
 
-def decision(i: int, *, card: str = "k1:card-a", terminal: str = "T1") -> dict[str, Any]:
+AGGREGATES: dict[str, Any] = dict.fromkeys(AGGREGATE_FIELDS) | {
+    "customer_nb_tx_1d": 3,
+    "customer_avg_amount_ref": 41.5,
+    "terminal_risk_7d": 0.5,
+}
+
+
+def decision(
+    i: int, *, card: str = "k1:card-a", terminal: str = "T1", is_fraud: bool = True
+) -> dict[str, Any]:
     return {
         "transaction_id": f"tx-{i}",
         "event_time": (START + timedelta(minutes=i)).isoformat(),
         "card_hash": card,
         "terminal_id": terminal,
         "amount": 100.0 + i,
-        "probability": 0.9,
-        "is_fraud": True,
+        "probability": 0.9 if is_fraud else 0.05,
+        "is_fraud": is_fraud,
         "risk_band": "high",
         "threshold": 0.4,
         "model_tag": "fraud-detector:abc",
@@ -59,12 +70,14 @@ def decision(i: int, *, card: str = "k1:card-a", terminal: str = "T1") -> dict[s
         "history_used": True,
         "recorded_at": "2026-12-04T21:00:00+00:00",
         "stored_at": "2026-12-04T21:00:01+00:00",
+        "plain_amount": False,
+        "aggregates": AGGREGATES,
         "a_field_from_a_newer_api": 1,
     }
 
 
 class FakeLedger:
-    """The three ledger routes over a list of flagged decisions (cursor = an offset)."""
+    """The four ledger routes over a list of decisions (cursor = an offset)."""
 
     def __init__(self, decisions: list[dict[str, Any]]) -> None:
         self.decisions = decisions
@@ -74,7 +87,15 @@ class FakeLedger:
 
     def queue(self, *, labelled_too: bool) -> list[dict[str, Any]]:
         newest_first = sorted(self.decisions, key=lambda d: d["event_time"], reverse=True)
-        return [d for d in newest_first if labelled_too or d["transaction_id"] not in self.labels]
+        return [
+            d
+            for d in newest_first
+            if d["is_fraud"] and (labelled_too or d["transaction_id"] not in self.labels)
+        ]
+
+    def label_of(self, transaction_id: str) -> str | None:
+        events = self.labels.get(transaction_id)
+        return events[-1]["label"] if events else None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -95,6 +116,16 @@ class FakeLedger:
             return httpx.Response(
                 200, json={"items": page, "next_cursor": str(start + limit) if more else None}
             )
+        if path == DECISIONS_PATH:
+            params = request.url.params
+            (column,) = [name for name in ("card_hash", "terminal_id") if name in params]
+            newest_first = sorted(self.decisions, key=lambda d: d["event_time"], reverse=True)
+            items = [
+                d | {"label": self.label_of(d["transaction_id"])}
+                for d in newest_first
+                if d[column] == params[column]
+            ][: int(params["limit"])]
+            return httpx.Response(200, json={"items": items, "next_cursor": None})
         if path.startswith(DECISIONS_PREFIX):
             tx = unquote(request.url.raw_path.decode().removeprefix(DECISIONS_PREFIX))
             found = [d for d in self.decisions if d["transaction_id"] == tx]
@@ -136,7 +167,7 @@ def client_for(handler: Callable[[httpx.Request], httpx.Response], **kw: Any) ->
 
 
 def alerts_for(ledger: FakeLedger, page_size: int = 3) -> AlertHandlers:
-    return AlertHandlers(client_for(ledger), page_size=page_size, history_scan=100)
+    return AlertHandlers(client_for(ledger), page_size=page_size, recent_limit=5)
 
 
 def transactions(frame: Any) -> list[str]:
@@ -167,15 +198,18 @@ def test_queue_is_newest_first_and_pages_older_and_newer() -> None:
     assert transactions(frame) == ["tx-6", "tx-5", "tx-4"] and state.page == 1
 
 
-def test_opening_an_alert_shows_decision_reasons_aggregates_and_recent_alerts() -> None:
+def test_opening_an_alert_shows_decision_reasons_aggregates_and_recent_decisions() -> None:
     ledger = FakeLedger(
         [
             decision(1, card="k1:card-a", terminal="T1"),
             decision(2, card="k1:card-a", terminal="T9"),
             decision(3, card="k1:card-b", terminal="T1"),
             decision(4, card="k1:card-c", terminal="T5"),
+            decision(5, card="k1:card-a", terminal="T1", is_fraud=False),  # not an alert
         ]
     )
+    ledger.labels["tx-2"] = [{"label": "genuine", "source": "analyst", "event_id": 1,
+                              "reported_at": "2018-09-01T00:00:00", "status": "new"}]  # fmt: skip
     alerts = alerts_for(ledger)
     (
         status,
@@ -196,18 +230,35 @@ def test_opening_an_alert_shows_decision_reasons_aggregates_and_recent_alerts() 
     assert "T1" in card_html and "not labelled yet" in card_html
     assert reasons.index("amount") < reasons.index("terminal_risk_7d")  # largest first
     assert "missing" in reasons
-    assert "2 of these reasons are history aggregates" in reasons
-    assert list(aggregates["field"]) == ["terminal_risk_7d", "customer_avg_amount_1d"]
-    assert list(aggregates["value"]) == ["0.5", "missing"]
-    assert transactions(card_recent) == ["tx-2"]  # same card, itself excluded
-    assert list(card_recent["terminal"]) == ["T9"]
-    assert transactions(terminal_recent) == ["tx-3"]
-    assert "no listing of a card&#x27;s or a terminal&#x27;s transactions" in note
+    assert "2 of these reasons are history aggregates; every aggregate the model saw" in reasons
+    assert list(aggregates["field"]) == list(AGGREGATE_FIELDS)  # all 19, in contract order
+    values = dict(zip(aggregates["field"], aggregates["value"], strict=True))
+    assert values["customer_nb_tx_1d"] == "3"
+    assert values["customer_avg_amount_ref"] == "41.5"
+    assert values["terminal_risk_7d"] == "0.5"
+    assert values["customer_avg_amount_1d"] == "missing"  # absent: unknown to the model
+    assert transactions(card_recent) == ["tx-5", "tx-2"]  # every decision, itself left out
+    assert list(card_recent["terminal"]) == ["T1", "T9"]
+    assert list(card_recent["decision"]) == ["clear", "alert"]
+    assert list(card_recent["label"]) == ["none", "genuine"]
+    assert transactions(terminal_recent) == ["tx-5", "tx-3"]
+    assert "newest 5 decisions of this card and of this terminal" in note
     assert events == ""
     assert fraud["interactive"] and genuine["interactive"]
     assert opened == "tx-1"
-    recent_calls = [r for r in ledger.requests if r.url.params.get("all") == "true"]
-    assert recent_calls and recent_calls[0].url.params["limit"] == "100"
+    listings = [r.url.params for r in ledger.requests if r.url.path == DECISIONS_PATH]
+    assert [dict(p) for p in listings] == [
+        {"limit": "6", "card_hash": "k1:card-a"},
+        {"limit": "6", "terminal_id": "T1"},
+    ]
+
+
+def test_a_decision_recorded_before_the_aggregates_shows_those_among_its_reasons() -> None:
+    legacy = decision(1) | {"aggregates": None}
+    _status, _card, reasons, aggregates, *_ = alerts_for(FakeLedger([legacy])).open("tx-1")
+    assert list(aggregates["field"]) == ["terminal_risk_7d", "customer_avg_amount_1d"]
+    assert list(aggregates["value"]) == ["0.5", "missing"]
+    assert "2 of these reasons are history aggregates (their values are listed below)" in reasons
 
 
 def test_clicking_a_queue_row_opens_that_alert() -> None:
@@ -341,35 +392,18 @@ def test_an_unknown_transaction_is_the_apis_sentence_and_nothing_to_label() -> N
     assert "Open an alert" in status
 
 
-def test_recent_alerts_failing_still_shows_the_decision() -> None:
+def test_recent_decisions_failing_still_shows_the_decision() -> None:
     ledger = FakeLedger([decision(1)])
 
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.params.get("all") == "true":
+        if request.url.path == DECISIONS_PATH:
             return httpx.Response(503, json={"error": "ledger_unavailable"})
         return ledger(request)
 
     status, card_html, *_rest = AlertHandlers(client_for(handler)).open("tx-1")
     assert status == "" and "tx-1" in card_html
     note = _rest[4]
-    assert "Recent alerts could not be read" in note
-
-
-def test_a_smaller_api_page_maximum_still_gives_recent_alerts() -> None:
-    ledger = FakeLedger([decision(1), decision(2)])
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if int(request.url.params.get("limit", "0")) > 50:
-            return httpx.Response(
-                422, json={"error": "invalid_input", "errors": [{"field": "limit"}]}
-            )
-        return ledger(request)
-
-    *_, card_recent, _terminal, note, _events, _f, _g, _o = AlertHandlers(
-        client_for(handler), page_size=20, history_scan=500
-    ).open("tx-1")
-    assert transactions(card_recent) == ["tx-2"]
-    assert "among the 2 newest alerts in the ledger" in note
+    assert "Recent decisions could not be read" in note
 
 
 def test_ids_are_escaped_and_quoted() -> None:
