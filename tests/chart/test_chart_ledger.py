@@ -93,17 +93,16 @@ def test_every_variable_the_chart_sets_is_a_ledger_setting() -> None:
         assert set(LEDGER_ENV) | set(SPOOL_ENV) <= set(api_env)
 
 
-def test_chart_made_secret_is_a_hook_created_before_the_migration() -> None:
+def test_chart_made_secret_is_a_release_object_the_migration_reads() -> None:
     manifests = render("ledger-values")
     secret = one(manifests, "Secret", "-ledger-db")
     url = base64.b64decode(secret["data"]["url"]).decode()
     assert url.startswith("postgresql://fraud:") and "sslmode=require" in url
-    annotations = secret["metadata"]["annotations"]
+    # Not a hook: `helm uninstall` removes it (a hook Secret with a password would stay).
+    assert "helm.sh/hook" not in (secret["metadata"].get("annotations") or {})
     job = one(manifests, "Job", "-ledger-migrate")["metadata"]["annotations"]
-    # The migration hook reads the Secret on install, before the release's objects exist.
-    assert annotations["helm.sh/hook"] == job["helm.sh/hook"] == "pre-install,pre-upgrade"
-    assert int(annotations["helm.sh/hook-weight"]) < int(job["helm.sh/hook-weight"])
-    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation"
+    # So on install the Job runs after the release's objects exist.
+    assert job["helm.sh/hook"] == "post-install,pre-upgrade"
     ref = {"name": f"{FULLNAME}-ledger-db", "key": "url"}
     for _, spec, _ in pod_specs(manifests):
         for container in spec["containers"]:
@@ -199,11 +198,11 @@ def assert_ledger_job_container(pod: dict[str, Any], command: str) -> None:
     assert {v["name"]: v for v in pod["volumes"]}[tmp["name"]]["emptyDir"]["sizeLimit"]
 
 
-def test_migration_job_is_a_pre_install_and_pre_upgrade_hook() -> None:
+def test_migration_job_is_a_post_install_and_pre_upgrade_hook() -> None:
     manifests = render("ledger-values")
     job = one(manifests, "Job", "-ledger-migrate")
     annotations = job["metadata"]["annotations"]
-    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert annotations["helm.sh/hook"] == "post-install,pre-upgrade"
     # Replaced on the next run; removed when it succeeded, kept (with its log) when it failed.
     assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
     assert job["spec"]["backoffLimit"] == 2
@@ -301,11 +300,18 @@ def test_prometheus_rule_alerts_on_the_spool_and_the_writer() -> None:
         "FraudLedgerSpoolBacklog",
         "FraudLedgerSpoolNearlyFull",
         "FraudLedgerWriterErrors",
+        "FraudLedgerLabelsNotInHistory",
     }
-    exported = set(re.findall(r'"(fraud_[a-z_]+)"', (REPO_ROOT / "service/metrics.py").read_text()))
-    selector = f'{{namespace="fraud", service="{FULLNAME}-api"}}'
+    exported = {
+        name
+        for source in ("service/metrics.py", "service/enrichment.py")
+        for name in re.findall(r'"(fraud_[a-z_]+)"', (REPO_ROOT / source).read_text())
+    }
+    selector = f'namespace="fraud", service="{FULLNAME}-api"}}'
     for alert in alerts.values():
-        metrics = set(re.findall(r"\b(fraud_[a-z_]+)\{", alert["expr"]))
+        metrics = {
+            re.sub(r"_total$", "", m) for m in re.findall(r"\b(fraud_[a-z_]+)\{", alert["expr"])
+        }
         assert metrics and metrics <= exported, alert["expr"]
         assert selector in alert["expr"], alert["expr"]
         assert alert["labels"]["severity"] in {"warning", "critical"}
@@ -317,6 +323,10 @@ def test_prometheus_rule_alerts_on_the_spool_and_the_writer() -> None:
     assert alerts["FraudLedgerSpoolNearlyFull"]["expr"].endswith("> 1600000")
     assert alerts["FraudLedgerSpoolNearlyFull"]["labels"]["severity"] == "critical"
     assert "[10m]" in alerts["FraudLedgerWriterErrors"]["expr"]
+    unavailable = alerts["FraudLedgerLabelsNotInHistory"]["expr"]
+    assert 'fraud_history_labels_total{outcome="unavailable", ' in unavailable
+    assert "increase(" in unavailable and unavailable.endswith("[10m])) > 0")
+    assert "apply-labels" in alerts["FraudLedgerLabelsNotInHistory"]["annotations"]["description"]
     tuned = render(
         "ledger-values",
         ledger__prometheusRule__backlogRows="500",

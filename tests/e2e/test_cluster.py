@@ -99,6 +99,10 @@ INSTALLABLE_CI_VALUES: dict[str, set[str]] = {
     # provisioner runs here) and an external store whose URL is in an existing Secret.
     "history-values.yaml": {"Deployment", "StatefulSet", "Service", "Secret", "NetworkPolicy"},
     "history-external-values.yaml": {"Deployment", "Service", "NetworkPolicy"},
+    # The decision ledger: its migration hook Job runs before the release (hooks are not in
+    # the release manifest), the retention CronJob and the alerts stay.
+    "ledger-values.yaml": {"Deployment", "CronJob", "NetworkPolicy", "PrometheusRule"},
+    "ledger-external-values.yaml": {"Deployment", "CronJob", "NetworkPolicy"},
 }
 # The values file of the autoscaling test: the chart's HPA with a short scale-down window.
 HPA_TEST_VALUES = "hpa-scale-in-values.yaml"
@@ -420,7 +424,8 @@ def create_expected_secret(cluster: Cluster, values_file: str, namespace: str) -
     """Create the Secrets a values file names as existing (the chart then makes none).
 
     ``auth.existingSecret`` holds the two keys the chart reads from it (``auth.apiKeysKey`` and
-    ``auth.uiKeyKey``), ``api.idHashKey.existingSecret`` the id hash key.
+    ``auth.uiKeyKey``), ``api.idHashKey.existingSecret`` the id hash key, the history's and
+    the ledger's existing Secrets their URLs.
     """
     values = yaml.safe_load((CHART / "ci" / values_file).read_text()) or {}
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -436,6 +441,11 @@ def create_expected_secret(cluster: Cluster, values_file: str, namespace: str) -
     if history["enabled"] and history["existingSecret"]:
         url = f"valkey://:{uuid.uuid4().hex}@history.example:6379/0"
         wanted[history["existingSecret"]] = {history["existingSecretKey"]: url}
+    ledger = {**defaults["ledger"], **(values.get("ledger") or {})}
+    database = {**defaults["ledger"]["database"], **(ledger.get("database") or {})}
+    if ledger["enabled"] and database["existingSecret"]:
+        url = f"postgresql://fraud:{uuid.uuid4().hex}@fraud-ledger-rw:5432/fraud"
+        wanted[database["existingSecret"]] = {database["existingSecretKey"]: url}
     if not wanted:
         return
     cluster.resource("v1", "Namespace").create(body={"metadata": {"name": namespace}})
