@@ -277,9 +277,16 @@ def test_ledger_alerts_match_the_charts_and_the_compose_spool_bound(
         REPO_ROOT / "charts" / "fraud-detection" / "templates" / "ledger-prometheusrule.yaml"
     )
     assert set(alerts) == set(re.findall(r"alert: (\w+)", chart_rule.read_text()))
-    assert {"fraud_ledger_spool_rows", "fraud_ledger_writer_errors"} <= {
+    assert {
+        "fraud_ledger_spool_rows",
+        "fraud_ledger_writer_errors",
+        "fraud_history_labels_total",
+    } <= {
         metric for rule in alerts.values() for metric in re.findall(r"fraud_[a-z_]+", rule["expr"])
     }
+    unavailable = alerts["FraudLedgerLabelsNotInHistory"]
+    assert 'fraud_history_labels_total{outcome="unavailable"}' in unavailable["expr"]
+    assert "apply-labels" in unavailable["annotations"]["description"]
     bound = int(compose["services"]["api"]["environment"]["FRAUD_LEDGER_SPOOL_MAX_ROWS"])
     nearly_full = alerts["FraudLedgerSpoolNearlyFull"]
     assert nearly_full["expr"].endswith(f"> {int(bound * 0.8)}")
@@ -350,8 +357,11 @@ def test_prometheus_is_optional_and_scrapes_the_api(compose: dict[str, Any]) -> 
 
 def test_alert_rules_use_metrics_the_service_exports() -> None:
     rules = load_yaml(REPO_ROOT / "deploy" / "alerts.yml")
-    metrics_source = (REPO_ROOT / "service" / "metrics.py").read_text()
-    exported = set(re.findall(r'"(fraud_[a-z_]+)"', metrics_source))
+    exported = {
+        name
+        for source in ("metrics.py", "enrichment.py")  # the label counter lives with the store
+        for name in re.findall(r'"(fraud_[a-z_]+)"', (REPO_ROOT / "service" / source).read_text())
+    }
     names = [rule["alert"] for group in rules["groups"] for rule in group["rules"]]
     assert len(names) == len(set(names)) >= 5
     for group in rules["groups"]:
