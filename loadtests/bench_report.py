@@ -37,6 +37,28 @@ TARGET_STATEFUL_VS_STATELESS = 0.6
 TARGET_LEDGER_VS_NO_LEDGER = 0.85
 
 
+def _relative_checks(
+    target: dict[str, Any], baseline: float | None, goal: float, what: str, name: str
+) -> list[dict[str, Any]]:
+    """``target``'s max sustained rate over ``baseline``'s (>= ``goal``), and its errors."""
+    value = target["max_sustained_rps"] / baseline if baseline else None
+    best = target.get("at_max") or {}
+    up_to = best.get("offered_rps", 0.0)
+    errors = sum(s["errors"] for s in target["steps"] if s["offered_rps"] <= up_to)
+    return [
+        {
+            "target": f"{what} (p99 <= 15 ms) >= {goal:.0%}",
+            "value": value,
+            "met": None if value is None else value >= goal,
+        },
+        {
+            "target": f"{name}: errors up to its max sustained rate",
+            "value": errors,
+            "met": errors == 0 if best else None,
+        },
+    ]
+
+
 def stateful_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 17's speed targets for ``service-stateful`` (nothing when it did not run)."""
     targets = doc["targets"]
@@ -44,25 +66,12 @@ def stateful_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if not stateful:
         return []
     stateless = targets.get("service", {}).get("max_sustained_rps")
-    value = stateful["max_sustained_rps"] / stateless if stateless else None
     details = stateful.get("stateful") or {}
     degraded = details.get("degraded_rows")
-    best = stateful.get("at_max") or {}
-    up_to = best.get("offered_rps", 0.0)
-    errors = sum(s["errors"] for s in stateful["steps"] if s["offered_rps"] <= up_to)
     probe = details.get("store_round_trip") or {}
+    what = "stateful / stateless throughput"
     return [
-        {
-            "target": f"stateful / stateless throughput (p99 <= 15 ms) "
-            f">= {TARGET_STATEFUL_VS_STATELESS:.0%}",
-            "value": value,
-            "met": None if value is None else value >= TARGET_STATEFUL_VS_STATELESS,
-        },
-        {
-            "target": "stateful: errors up to its max sustained rate",
-            "value": errors,
-            "met": errors == 0 if best else None,
-        },
+        *_relative_checks(stateful, stateless, TARGET_STATEFUL_VS_STATELESS, what, "stateful"),
         {
             "target": "stateful: rows scored without history (unavailable), whole ladder",
             "value": degraded,
@@ -88,24 +97,12 @@ def ledger_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if not recorded:
         return []
     without = targets.get("service-stateful", {}).get("max_sustained_rps")
-    value = recorded["max_sustained_rps"] / without if without else None
-    best = recorded.get("at_max") or {}
-    up_to = best.get("offered_rps", 0.0)
-    errors = sum(s["errors"] for s in recorded["steps"] if s["offered_rps"] <= up_to)
     ledger = recorded.get("ledger") or {}
     left = ledger.get("spool_rows_left")
+    answered = ledger.get("decisions_answered")
+    what = "ledger on / off, stateful"
     return [
-        {
-            "target": "ledger on / off, stateful (p99 <= 15 ms) "
-            f">= {TARGET_LEDGER_VS_NO_LEDGER:.0%}",
-            "value": value,
-            "met": None if value is None else value >= TARGET_LEDGER_VS_NO_LEDGER,
-        },
-        {
-            "target": "ledger on: errors up to its max sustained rate",
-            "value": errors,
-            "met": errors == 0 if best else None,
-        },
+        *_relative_checks(recorded, without, TARGET_LEDGER_VS_NO_LEDGER, what, "ledger on"),
         {
             "target": "ledger on: decisions left in the spool after the drain",
             "value": left,
@@ -118,11 +115,7 @@ def ledger_checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
         },
         {
             "target": "(context) ledger: distinct ids stored / decisions answered",
-            "value": (
-                ledger["distinct_ids_stored"] / ledger["decisions_answered"]
-                if ledger.get("decisions_answered")
-                else None
-            ),
+            "value": ledger["distinct_ids_stored"] / answered if answered else None,
             "met": None,
         },
     ]
