@@ -260,6 +260,50 @@ def test_a_fraud_label_changes_the_terminals_fraud_run_and_risk_as_offline(
     _assert_offline(reverted, _offline(sent, {"lh-3"}), "lh-pc")
 
 
+def test_the_ledger_keeps_the_aggregates_the_store_filled_and_a_label_file_updates_it(
+    api: ServerProcess,
+) -> None:
+    """Raw rows (no aggregates sent): the decision keeps what the model saw; labels in a file
+    go through the same store-and-apply step as the JSON form."""
+    when = D0 + timedelta(days=40)
+    rows = [_raw(f"lf-{i}", when + timedelta(minutes=i), f"CF{i % 2}", "TF", 30.0 + i)
+            for i in range(3)]  # fmt: skip
+    with httpx.Client(base_url=api.base_url, timeout=30) as client:
+        response = _post(client, SCORE_BATCH_PATH + "?explain=true", {"transactions": rows})
+        assert response.status_code == 200, response.text
+        seen = [r["aggregates"] for r in response.json()["results"]]
+        _in_ledger(client, [row["transaction_id"] for row in rows])
+        stored = [
+            client.get(f"/v1/decisions/{row['transaction_id']}").json()["decisions"][0]
+            for row in rows
+        ]
+        updated_before = _metric(api, "updated")
+        csv_file = (
+            "transaction_id,label,reported_at,source\n"
+            "lf-2,fraud,2018-08-20T09:00:00,chargeback\n"
+            "lf-nope,fraud,2018-08-20T09:00:00,chargeback\n"
+        )
+        labelled = client.post(
+            "/v1/labels/file", files={"file": ("labels.csv", csv_file, "text/csv")}
+        )
+        updated_after = _metric(api, "updated")
+        listed = client.get("/v1/decisions", params={"terminal_id": "TF"}).json()["items"]
+    for decision, model_saw in zip(stored, seen, strict=True):
+        assert decision["history_used"] is True
+        assert list(decision["aggregates"]) == list(AGGREGATE_FIELDS)
+        assert decision["aggregates"] == pytest.approx(model_saw)
+    # The store filled them: the second row of card CF0 saw the first one.
+    assert stored[2]["aggregates"]["customer_nb_tx_1d"] == 2
+    assert labelled.status_code == 200, labelled.text
+    body = labelled.json()
+    assert [o["history"] for o in body["outcomes"]] == ["updated", "not_found"]
+    assert body["history"] == "updated"
+    assert updated_after - updated_before == 1
+    assert {d["transaction_id"]: d["label"] for d in listed} == {
+        "lf-0": None, "lf-1": None, "lf-2": "fraud"
+    }  # fmt: skip
+
+
 def test_labels_sent_while_the_store_is_down_are_kept_and_applied_later(
     api: ServerProcess, store: Store, database: str, sent: Sent
 ) -> None:
