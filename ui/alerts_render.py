@@ -176,10 +176,12 @@ def reasons_html(reasons: Sequence[Reason] | None, *, all_aggregates: bool = Fal
         )
     history = sum(reason.feature in AGGREGATE_FIELDS for reason in ordered)
     if all_aggregates:
-        note = (
-            f"{history} of these reasons are history aggregates; every aggregate the model saw "
-            "is listed below."
+        among = (
+            f"{history} of these reasons are history aggregates"
+            if history
+            else "None of these reasons is a history aggregate"
         )
+        note = f"{among}; every aggregate the model saw is listed below."
     elif history:
         note = f"{history} of these reasons are history aggregates (their values are listed below)."
     else:

@@ -438,4 +438,7 @@ def test_render_helpers() -> None:
     assert reasons_html([]).startswith('<div class="fraud-notice"')
     only_amount = [Reason(feature="amount", value=1.0, contribution=0.5)]
     assert "the other aggregates the model saw are not stored" in reasons_html(only_amount)
+    assert "None of these reasons is a history aggregate; every aggregate the model saw" in (
+        reasons_html(only_amount, all_aggregates=True)
+    )
     assert AlertsState().page == 1
