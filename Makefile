@@ -242,7 +242,10 @@ helm-install: ## Install/upgrade the chart (image of `make image` if built; HELM
 
 .PHONY: helm-test
 helm-test: ## Run the chart's `helm test` (scores a transaction through the Service)
-	helm test $(RELEASE) --namespace $(NAMESPACE) --logs --timeout 5m
+	@# No --logs: the passed test pod is already deleted (hook-succeeded) when helm fetches them;
+	@# a failed one is kept, so its output is printed from it.
+	@helm test $(RELEASE) --namespace $(NAMESPACE) --timeout 5m || { \
+	  kubectl logs --namespace $(NAMESPACE) $(RELEASE)-fraud-detection-test-score; exit 1; }
 
 # Distributed Locust run on the cluster: the k8s/loadtest Jobs (master + workers) with the
 # locustfile, payloads and SLO from a ConfigMap; the master's exit code is the SLO verdict.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -262,6 +263,11 @@ def release(
         "ui": {"enabled": False},
         "autoscaling": {"enabled": False},
         "auth": {"apiKeys": [API_KEY]},
+        # `helm test`'s pod goes where the API runs (a kwok node would never run it).
+        "tests": {
+            "nodeSelector": {NODE_LABEL: "true"},
+            "tolerations": [{"key": NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+        },
     }
     values_file = tmp_path_factory.mktemp("node-release") / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
@@ -350,6 +356,28 @@ def test_readyz_and_score_through_the_cluster_ip(release: Release, image: NodeIm
     assert body["model_tag"] == image.model_tag, body  # the model baked into this image
     status, body = http("POST", release.cluster_url + SCORE_PATH, example_transaction())
     assert status == 401, body  # the chart's auth is on: no key, no score
+
+
+def test_helm_test_passes_on_the_real_node(release: Release) -> None:
+    """The chart's own ``helm test`` pod scores a transaction through the Service."""
+    helm = require_tool("helm", "make system-deps")
+    done = subprocess.run(
+        [
+            *(helm, "--kubeconfig", str(KUBECONFIG), "--namespace", release.namespace),
+            *("test", release.name, "--timeout", "180s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    pod = f"{release.name}-fraud-detection-test-score"
+    assert done.returncode == 0, (
+        f"helm test failed:\n{done.stdout}{done.stderr}\n"
+        + kubectl("logs", "--namespace", release.namespace, pod, check=False)[-3000:]
+        + kubectl("describe", "pod", "--namespace", release.namespace, pod, check=False)[-3000:]
+    )
+    assert re.search(r"Phase:\s+Succeeded", done.stdout), done.stdout
 
 
 def test_readyz_and_score_through_port_forward(release: Release, image: NodeImage) -> None:
