@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from fraud_contract.schema import AGGREGATE_FIELDS
+
 #: Columns of ``decisions`` the writer fills, in spool and COPY order.
 DECISION_COLUMNS: tuple[str, ...] = (
     "transaction_id",
@@ -106,7 +108,11 @@ class Decision:
         )
 
     def as_row(self) -> tuple[Any, ...]:
-        """The values in :data:`DECISION_COLUMNS` order."""
+        """The values in :data:`DECISION_COLUMNS` order (what the spool keeps).
+
+        ``aggregates`` goes as a list of values in ``AGGREGATE_FIELDS`` order, not an object:
+        the names would triple a spooled decision's size; the writer names them again.
+        """
         return (
             self.transaction_id,
             self.event_time,
@@ -123,7 +129,7 @@ class Decision:
             self.history_used,
             self.recorded_at,
             self.plain_amount,
-            self.aggregates,
+            None if self.aggregates is None else [self.aggregates.get(n) for n in AGGREGATE_FIELDS],
         )
 
 

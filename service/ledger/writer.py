@@ -18,6 +18,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from fraud_contract.schema import AGGREGATE_FIELDS
 from service.ledger.model import DECISION_COLUMNS
 from service.ledger.spool import Spool
 
@@ -31,10 +32,18 @@ _STAGE = (
 )
 _COPY = "COPY decisions_stage (payload) FROM STDIN (FORMAT binary)"
 # A payload spooled before a column was added has fewer elements: ``p->>n`` is then NULL.
+# The aggregates are spooled as values in AGGREGATE_FIELDS order (names cost 3x the bytes);
+# stored as a jsonb object named by the same list. A change to that list must let the spool
+# drain first (an old spooled row would be named by the new list).
+_AGGREGATES = (
+    "CASE WHEN jsonb_typeof(p->15) = 'array' THEN jsonb_build_object("
+    + ", ".join(f"'{name}', p->15->{i}" for i, name in enumerate(AGGREGATE_FIELDS))
+    + ") END"
+)
 _VALUES = (
     "p->>0, (p->>1)::timestamp, p->>2, p->>3, (p->>4)::float8, (p->>5)::float8, "
     "(p->>6)::boolean, p->>7, (p->>8)::float8, p->>9, NULLIF(p->10, 'null'::jsonb), p->>11, "
-    "(p->>12)::boolean, (p->>13)::timestamptz, (p->>14)::boolean, NULLIF(p->15, 'null'::jsonb)"
+    f"(p->>12)::boolean, (p->>13)::timestamptz, (p->>14)::boolean, {_AGGREGATES}"
 )
 _INSERT = (
     f"INSERT INTO decisions ({_COLUMNS}) "  # noqa: S608 - constants only

@@ -23,6 +23,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
+from fraud_contract.schema import AGGREGATE_FIELDS
 from service.errors import ApiError, InvalidInput
 from service.ledger import Decision, Label, Ledger, LedgerSettings, LedgerUnavailable
 from service.ledger.embedded import start_embedded, stop_embedded
@@ -563,11 +564,14 @@ def test_aggregates_are_stored_and_payloads_spooled_before_them_load_with_null(
         stored: dict[str, object] = dict(
             conn.execute("SELECT transaction_id, aggregates FROM decisions").fetchall()
         )
-    assert stored == {"tx-0000001": AGGREGATES, "tx-0000002": None, "tx-0000003": None}
+    # Spooled as values in contract order, stored named; absent ones as null.
+    assert orjson.loads(encode(seen))[-1] == [AGGREGATES.get(n) for n in AGGREGATE_FIELDS]
+    every = dict.fromkeys(AGGREGATE_FIELDS) | AGGREGATES
+    assert stored == {"tx-0000001": every, "tx-0000002": None, "tx-0000003": None}
     view = ledger.get_decision("tx-0000001")
     assert view is not None
-    assert view.decisions[0].aggregates == AGGREGATES
-    assert list(view.decisions[0].aggregates) == list(AGGREGATES)  # the contract's order
+    assert view.decisions[0].aggregates == every
+    assert list(view.decisions[0].aggregates) == list(AGGREGATE_FIELDS)  # the contract's order
     assert ledger.list_alerts(unlabelled_only=False).items == []  # none of them flagged
 
 
