@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING
 
 from fraud_contract.api import (
     API_KEY_HEADER,
+    DECISIONS_PATH,
+    LABELS_FILE_PATH,
     MODEL_PATH,
     READY_PATH,
     SCORE_BATCH_PATH,
@@ -77,7 +79,16 @@ _API_KEY = API_KEY_HEADER.lower().encode()
 _V1_PREFIX = "/v1/"
 #: Request-metric route labels: the contract's routes, anything else under /v1 is "other".
 _METRIC_ROUTES = frozenset(
-    {SCORE_PATH, SCORE_BATCH_PATH, SCORE_FILE_PATH, MODEL_PATH, ALERTS_PATH, LABELS_PATH}
+    {
+        SCORE_PATH,
+        SCORE_BATCH_PATH,
+        SCORE_FILE_PATH,
+        MODEL_PATH,
+        ALERTS_PATH,
+        LABELS_PATH,
+        LABELS_FILE_PATH,
+        DECISIONS_PATH,
+    }
 )
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 _CLOSE = (b"connection", b"close")

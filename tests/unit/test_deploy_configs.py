@@ -264,7 +264,8 @@ def test_compose_api_writes_the_ledger_to_the_postgres_service(compose: dict[str
     sizes = tmpfs_sizes(api)
     spool = env["FRAUD_LEDGER_SPOOL_DIR"]
     assert spool in sizes and "/tmp" in sizes
-    assert int(env["FRAUD_LEDGER_SPOOL_MAX_ROWS"]) * 250 < sizes[spool]
+    # About 420 bytes a spooled decision (with its aggregates; docs/ledger.md).
+    assert int(env["FRAUD_LEDGER_SPOOL_MAX_ROWS"]) * 450 < sizes[spool]
 
 
 def test_ledger_alerts_match_the_charts_and_the_compose_spool_bound(
