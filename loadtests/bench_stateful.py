@@ -13,7 +13,7 @@ raw fields and the service reads and records the history on every adaptive batch
   of a write), each copy in time order and one pool span later than the one before, the users
   sharing one sequence through them: every card sees its transactions in time order, as in
   production. Each pass adds the pool's rows once more to their cards' histories (a few rows
-  per card per pass). The whole simulation is moved ten years back so the last copies are
+  per card per pass). The whole simulation is moved 30 years back so the last copies are
   still in the past.
 * **Checked.** Every answer must echo its transaction id (the probability depends on the
   history the load itself writes, so it cannot be precomputed); the service's own
@@ -43,12 +43,13 @@ from fraud_contract.api import SCORE_PATH
 from fraud_contract.windows import LABEL_DELAY_DAYS
 
 RAW_FIELDS: Final = ("timestamp", "customer_id", "terminal_id", "amount")
-#: Copies of the pool with fresh ids: more than a ladder up to the service's capacity sends.
-DEFAULT_PASSES: Final = 120
+#: Copies of the pool with fresh ids: more than a ladder up to the service's capacity sends
+#: (a ladder that wraps around resends the first copies, far too late: refused).
+DEFAULT_PASSES: Final = 300
 #: The simulation (backfill and pool) is moved this far back in time, so that the last of the
 #: copies, each one pool span later than the one before, is still in the past (the service
 #: refuses timestamps in the future).
-TIME_SHIFT: Final = timedelta(days=-3650)
+TIME_SHIFT: Final = timedelta(days=-30 * 365)
 #: Round trips timed by the client-side probe of the store.
 PROBE_CALLS: Final = 2_000
 

@@ -64,6 +64,10 @@ def test_every_card_sees_time_move_forward_through_the_copies_and_after_the_back
     # The probe's rows come after everything the load sent.
     probe = bench_stateful.time_ordered_copy(pool, 3)
     assert probe[0][2].isoformat() > times[-1]
+    # Even the default number of copies, and the probe after them, stay in the past.
+    last = bench_stateful.time_ordered_copy(pool, bench_stateful.DEFAULT_PASSES + 1)
+    assert pd.Timestamp(last[-1][2]) < pd.Timestamp.now()
+    assert pd.Timestamp(backfill_end).year >= 1970  # the store holds epoch seconds
 
 
 def test_users_share_one_sequence_when_the_file_says_so() -> None:
