@@ -168,18 +168,7 @@ def contract_paths(examples: list[dict[str, Any]]) -> dict[str, Any]:
                 "summary": "Score a CSV or Parquet file",
                 "description": "Multipart field 'file'. Returns the same file format with the "
                 "columns fraud_probability, is_fraud and risk_band added. Extra columns are kept.",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "required": [FILE_FIELD],
-                                "properties": {FILE_FIELD: {"type": "string", "format": "binary"}},
-                            }
-                        }
-                    },
-                },
+                "requestBody": _file_upload(),
                 "responses": {
                     "200": {
                         "description": "The scored file.",
@@ -332,6 +321,16 @@ def ledger_components() -> dict[str, Any]:
     }
 
 
+def _file_upload() -> dict[str, Any]:
+    """A multipart request body with one required file field (file scoring, label files)."""
+    schema = {
+        "type": "object",
+        "required": [FILE_FIELD],
+        "properties": {FILE_FIELD: {"type": "string", "format": "binary"}},
+    }
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
 def _json_answer(description: str, model: str) -> dict[str, Any]:
     ref = {"$ref": _REF.format(model=model)}
     return {"description": description, "content": {"application/json": {"schema": ref}}}
@@ -446,18 +445,7 @@ def ledger_paths() -> dict[str, Any]:
                 "description": "Multipart field 'file' with exactly the columns transaction_id, "
                 "label, reported_at, source. Checked whole first: a bad row or column is a 4xx "
                 "naming it and nothing is stored. Then as POST /v1/labels.",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "required": [FILE_FIELD],
-                                "properties": {FILE_FIELD: {"type": "string", "format": "binary"}},
-                            }
-                        }
-                    },
-                },
+                "requestBody": _file_upload(),
                 "responses": {
                     "200": _json_answer("One outcome per row.", "LabelAnswer"),
                     **_error_responses(400, 401, 404, 413, 415, 422, 503),
