@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from service.ledger.model import LedgerStats
     from service.scoring import StepTimes
 
 #: Buckets for fraud probabilities (dense near 0 where most genuine traffic lands).
@@ -59,10 +60,15 @@ class ServiceMetrics:
     history: Any = None
     ledger_spool: Any = None
     ledger_errors: Any = None
+    ledger_dropped: Any = None
+    ledger_rejected: Any = None
+    ledger_last_write: Any = None
     #: Constant label values of this process: service name, version and runner name.
     service_labels: tuple[str, str, str] = ("", "", "")
     model_name: str = ""
     _children: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
+    #: The ledger's totals at the last report (the counters grow by the difference).
+    _ledger_seen: dict[str, int] = field(default_factory=dict, repr=False)
 
     def _child(self, family: str, *labels: str) -> Any:
         key = (family, *labels)
@@ -105,11 +111,27 @@ class ServiceMetrics:
         for state, count in counts.items():
             self._child("history", endpoint, state).inc(count)
 
-    def observe_ledger(self, spool_rows: int, writer_errors: int) -> None:
-        """The ledger's queue: decisions spooled but not yet in PostgreSQL, writer errors."""
-        if self.ledger_spool is not None:
-            self.ledger_spool.set(spool_rows)
-            self.ledger_errors.set(writer_errors)
+    def observe_ledger(self, stats: LedgerStats) -> None:
+        """The ledger's queue, writer errors, drops, rejections and time of the last write.
+
+        ``stats`` holds this worker's totals since it started; the drop and rejection
+        counters grow by the difference to the previous report, so Prometheus's multi-process
+        sum keeps the counts of workers that have exited.
+        """
+        if self.ledger_spool is None:
+            return
+        self.ledger_spool.set(stats.spool_depth)
+        self.ledger_errors.set(stats.writer_errors_total)
+        for name, counter, total in (
+            ("dropped", self.ledger_dropped, stats.spool_dropped_total),
+            ("rejected", self.ledger_rejected, stats.rejected_total),
+        ):
+            grown = total - self._ledger_seen.get(name, 0)
+            if grown > 0:
+                counter.inc(grown)
+            self._ledger_seen[name] = total
+        if stats.last_write_unix is not None:
+            self.ledger_last_write.set(stats.last_write_unix)
 
     def observe_history_step(self, endpoint: str, seconds: float) -> None:
         """Duration of one history-store round trip (``step="history"``, one per batch)."""
@@ -261,6 +283,20 @@ def create_metrics(
             "fraud_ledger_writer_errors",
             "Failed writes of the ledger writer since the worker started.",
             multiprocess_mode="livesum",
+        ),
+        ledger_dropped=prom.Counter(
+            "fraud_ledger_spool_dropped",
+            "Decisions dropped because the ledger spool was at its bound (never recorded).",
+        ),
+        ledger_rejected=prom.Counter(
+            "fraud_ledger_rejected",
+            "Decisions PostgreSQL refused; set aside in the spool's quarantine table.",
+        ),
+        ledger_last_write=prom.Gauge(
+            "fraud_ledger_last_write_timestamp_seconds",
+            "Unix time of the ledger writer's last successful write to PostgreSQL (latest "
+            "over live workers; 0 before the first).",
+            multiprocess_mode="livemax",
         ),
         service_labels=service_labels,
         model_name=name,

@@ -112,8 +112,7 @@ def open_ledger(metrics: Any) -> Any:
 
     def report() -> None:
         while True:
-            stats = ledger.stats()
-            metrics.observe_ledger(stats.spool_depth, stats.writer_errors_total)
+            metrics.observe_ledger(ledger.stats())
             time.sleep(LEDGER_GAUGE_INTERVAL_S)
 
     threading.Thread(target=report, name="ledger-gauge", daemon=True).start()

@@ -300,6 +300,9 @@ def test_prometheus_rule_alerts_on_the_spool_and_the_writer() -> None:
         "FraudLedgerSpoolBacklog",
         "FraudLedgerSpoolNearlyFull",
         "FraudLedgerWriterErrors",
+        "FraudLedgerDecisionsDropped",
+        "FraudLedgerDecisionsRejected",
+        "FraudLedgerWriterStalled",
         "FraudLedgerLabelsNotInHistory",
     }
     exported = {
@@ -327,10 +330,18 @@ def test_prometheus_rule_alerts_on_the_spool_and_the_writer() -> None:
     assert 'fraud_history_labels_total{outcome="unavailable", ' in unavailable
     assert "increase(" in unavailable and unavailable.endswith("[10m])) > 0")
     assert "apply-labels" in alerts["FraudLedgerLabelsNotInHistory"]["annotations"]["description"]
+    dropped = alerts["FraudLedgerDecisionsDropped"]
+    assert "increase(fraud_ledger_spool_dropped_total{" in dropped["expr"]
+    assert dropped["labels"]["severity"] == "critical"
+    assert "increase(fraud_ledger_rejected_total{" in alerts["FraudLedgerDecisionsRejected"]["expr"]
+    stalled = alerts["FraudLedgerWriterStalled"]["expr"]
+    assert "time() - max by (namespace, pod) (fraud_ledger_last_write_timestamp_seconds{" in stalled
+    assert "> 300)" in stalled and "fraud_ledger_spool_rows{" in stalled
     tuned = render(
         "ledger-values",
         ledger__prometheusRule__backlogRows="500",
         ledger__prometheusRule__for="3m",
+        ledger__prometheusRule__stalledAfterSeconds="120",
     )
     alerts = {
         r["alert"]: r for r in one(tuned, "PrometheusRule", "-ledger")["spec"]["groups"][0]["rules"]
@@ -338,6 +349,7 @@ def test_prometheus_rule_alerts_on_the_spool_and_the_writer() -> None:
     assert alerts["FraudLedgerSpoolBacklog"]["expr"].endswith("> 500")
     assert alerts["FraudLedgerSpoolBacklog"]["for"] == "3m"
     assert "[3m]" in alerts["FraudLedgerWriterErrors"]["expr"]
+    assert "> 120)" in alerts["FraudLedgerWriterStalled"]["expr"]
     assert not of_kind(render("ledger-external-values"), "PrometheusRule")
 
 

@@ -281,6 +281,9 @@ def test_ledger_alerts_match_the_charts_and_the_compose_spool_bound(
     assert {
         "fraud_ledger_spool_rows",
         "fraud_ledger_writer_errors",
+        "fraud_ledger_spool_dropped_total",
+        "fraud_ledger_rejected_total",
+        "fraud_ledger_last_write_timestamp_seconds",
         "fraud_history_labels_total",
     } <= {
         metric for rule in alerts.values() for metric in re.findall(r"fraud_[a-z_]+", rule["expr"])
