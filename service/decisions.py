@@ -1,8 +1,9 @@
 """Every decision into the ledger, and the routes that read it back and take labels.
 
-With ``FRAUD_DATABASE_URL`` set, each scored transaction that has a ``transaction_id`` is
-handed to the ledger (:mod:`service.ledger`: a local write-ahead spool on the scoring thread,
-a writer copying it to PostgreSQL) with the keyed hash of its card, never the raw id. The
+With ``FRAUD_DATABASE_URL`` set, each scored transaction (single, batch or file row) that has
+a ``transaction_id`` is handed to the ledger (:mod:`service.ledger`: a local write-ahead spool
+on the scoring thread, a writer copying it to PostgreSQL) with the keyed hash of its card,
+never the raw id. The
 routes answer 404 when no ledger is configured and 503 while PostgreSQL is unreachable
 (scoring goes on meanwhile; nothing recorded is lost).
 
@@ -16,15 +17,18 @@ the labels are stored, the answer says ``history: "unavailable"``, and
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
 import anyio.to_thread
+import numpy as np
 import orjson
 
 from fraud_contract import api as contract
-from fraud_contract.schema import AGGREGATE_FIELDS, Transaction
+from fraud_contract.schema import AGGREGATE_FIELDS, Transaction, is_whole_number
 from fraud_contract.windows import is_plain
 from service.asgi import Reply, Request, check_json_content_type, replay
 from service.errors import ApiError, InvalidInput, MalformedBody, UnsupportedMedia
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
     from service.ledger.model import Label, LabelTarget
     from service.logs import IdHasher
     from service.runtime import Runtime
+    from service.scoring import Decisions
 
 #: ``GET /v1/decisions/{transaction_id}``.
 DECISIONS_PREFIX = contract.DECISION_PREFIX
@@ -81,6 +86,70 @@ class DecisionRecorder:
         ]
         if decisions:
             self.ledger.record(decisions)
+
+    def record_columns(
+        self,
+        columns: dict[str, np.ndarray],
+        decisions: Decisions,
+        *,
+        threshold: float,
+        model_tag: str,
+        request_id: str | None,
+        history_states: np.ndarray | None,
+    ) -> None:
+        """Spool the decisions of a scored file: the rows that carry a transaction id.
+
+        ``columns`` are the checked model input columns with the identifiers
+        (:func:`service.tables.model_columns` with ``ids``), after the history store filled
+        them: what the model saw. No reasons are computed for files.
+        """
+        from service.ledger import Decision  # noqa: PLC0415
+
+        ids = columns["transaction_id"]
+        rows = np.array([i for i, tid in enumerate(ids.tolist()) if tid is not None], np.intp)
+        if not rows.size:
+            return
+        recorded_at = datetime.now(UTC)
+        stamps = columns["timestamp"][rows].astype("datetime64[us]").tolist()
+        amounts = columns["amount"][rows].tolist()
+        values = {name: _column_values(name, columns[name][rows]) for name in AGGREGATE_FIELDS}
+        plain = [
+            None if reference is None else bool(is_plain(amount, float(reference)))
+            for amount, reference in zip(amounts, values["customer_avg_amount_ref"], strict=True)
+        ]
+        bands = decisions.band_names[decisions.band_index[rows]].tolist()
+        self.ledger.record(
+            [
+                Decision(
+                    transaction_id=ids[row],
+                    event_time=stamps[i],
+                    card_hash=self.hasher(columns["customer_id"][row]) or "",
+                    terminal_id=columns["terminal_id"][row],
+                    amount=amounts[i],
+                    probability=float(decisions.probabilities[row]),
+                    is_fraud=bool(decisions.is_fraud[row]),
+                    risk_band=bands[i],
+                    threshold=threshold,
+                    model_tag=model_tag,
+                    reasons=None,
+                    request_id=request_id,
+                    history_used=history_states is not None
+                    and history_states[row] != "unavailable",
+                    recorded_at=recorded_at,
+                    plain_amount=plain[i],
+                    aggregates={name: values[name][i] for name in AGGREGATE_FIELDS},
+                )
+                for i, row in enumerate(rows.tolist())
+            ]
+        )
+
+
+def _column_values(name: str, column: np.ndarray) -> list[float | int | None]:
+    """A float64 column (NaN = absent) as the values a JSON request's transaction holds."""
+    whole = is_whole_number(name)
+    return [
+        None if math.isnan(value) else (int(value) if whole else value) for value in column.tolist()
+    ]
 
 
 def aggregates(transaction: Transaction) -> dict[str, float | int | None]:

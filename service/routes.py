@@ -152,7 +152,7 @@ async def score_file(runtime: Runtime | None, request: Request) -> Reply:
     def work() -> ScoredTable | None:
         started = time.perf_counter()
         try:
-            return score_table(
+            scored = score_table(
                 upload.content,
                 filename=upload.filename,
                 content_type=upload.content_type,
@@ -162,6 +162,7 @@ async def score_file(runtime: Runtime | None, request: Request) -> Reply:
                 neutralise_formulas=settings.csv_neutralise_formulas,
                 job=job,
                 history=None if runtime.history is None else runtime.history.store,
+                with_columns=runtime.ledger is not None,
             )
         except AbandonedError as stop:
             logger.warning(
@@ -173,8 +174,18 @@ async def score_file(runtime: Runtime | None, request: Request) -> Reply:
                     "run_ms": round((time.perf_counter() - started) * 1000, 1),
                 },
             )
-        release_memory()  # here the job's frames and tables are gone
-        return None
+            release_memory()  # here the job's frames and tables are gone
+            return None
+        if runtime.ledger is not None and scored.columns is not None:
+            runtime.ledger.record_columns(
+                scored.columns,
+                scored.decisions,
+                threshold=runtime.scorer.threshold,
+                model_tag=runtime.scorer.model_tag,
+                request_id=request.request_id,
+                history_states=scored.history,
+            )
+        return scored
 
     try:
         scored = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)

@@ -79,10 +79,21 @@ class ScoredTable:
     content: bytes
     media_type: str
     rows: int
-    probabilities: np.ndarray
-    is_fraud: np.ndarray
+    decisions: Decisions
     #: Each row's history state (``used``/``unavailable``) with the history store on.
     history: np.ndarray | None = None
+    #: The checked model input columns with the identifiers (``with_columns``; for the ledger).
+    columns: dict[str, np.ndarray] | None = None
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Each row's fraud probability."""
+        return self.decisions.probabilities
+
+    @property
+    def is_fraud(self) -> np.ndarray:
+        """Each row's decision (probability at or above the threshold)."""
+        return self.decisions.is_fraud
 
 
 def detect_format(filename: str | None, content_type: str | None, head: bytes) -> TableFormat:
@@ -112,6 +123,7 @@ def score_table(
     neutralise_formulas: bool = True,
     job: FileJob | None = None,
     history: HistoryStore | None = None,
+    with_columns: bool = False,
 ) -> ScoredTable:
     """Read, check and score an uploaded table; return it with the score columns added.
 
@@ -127,6 +139,8 @@ def score_table(
         job: cancellation token, checked between chunks (None: runs to the end).
         history: the history store: missing aggregates are read from it, nothing is
             recorded, and the output gains a ``history`` column (:mod:`service.file_history`).
+        with_columns: return the checked columns with the identifiers too (what the
+            ledger records of each row).
 
     Raises:
         ApiError: 400 unreadable or empty file, 413 over a limit, 422 missing columns, no
@@ -144,9 +158,10 @@ def score_table(
         )
     table_format = detect_format(filename, content_type, content[:4])
     names = (*SCORE_COLUMNS, HISTORY_COLUMN) if history is not None else SCORE_COLUMNS
+    ids = history is not None or with_columns
     if table_format == "parquet":
         table = read_parquet(content, limits, max_rows, job)
-        columns = model_columns(table, max_rows=max_rows, job=job, ids=history is not None)
+        columns = model_columns(table, max_rows=max_rows, job=job, ids=ids)
         states = None if history is None else read_history(history, columns, job)
         decisions = _decide(scorer, columns, job)
         arrays = _score_arrays(decisions) + _history_array(states)
@@ -154,7 +169,7 @@ def score_table(
         media_type = PARQUET_MEDIA_TYPE
     else:
         source = read_csv(content, limits, job)
-        columns = model_columns(source.table, max_rows=max_rows, job=job, ids=history is not None)
+        columns = model_columns(source.table, max_rows=max_rows, job=job, ids=ids)
         states = None if history is None else read_history(history, columns, job)
         decisions = _decide(scorer, columns, job)
         cells = _score_text(decisions) + _history_array(states)
@@ -166,9 +181,9 @@ def score_table(
         scored,
         media_type,
         len(decisions.probabilities),
-        decisions.probabilities,
-        decisions.is_fraud,
+        decisions,
         states,
+        columns if with_columns else None,
     )
 
 

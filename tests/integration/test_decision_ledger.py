@@ -212,3 +212,72 @@ def test_aggregates_listings_and_label_files_over_http(api: ServerProcess) -> No
         "LS-0": "fraud", "LS-1": "genuine", "LS-2": "fraud", "LS-3": None
     }  # fmt: skip
     assert unlabelled["labels"] == []  # the bad file's valid first row was not stored
+
+
+def test_file_rows_are_recorded_with_their_answers(api: ServerProcess) -> None:
+    import csv  # noqa: PLC0415
+    import io  # noqa: PLC0415
+
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    from fraud_contract.api import DECISIONS_PATH, SCORE_FILE_PATH  # noqa: PLC0415
+
+    header = "transaction_id,timestamp,customer_id,terminal_id,amount,customer_nb_tx_1d"
+    rows = [
+        "LF-0,2018-08-11T09:00:00,CARD-FILE,T-FILE,25.5,2",
+        "LF-1,2018-08-11T09:05:00,CARD-FILE,T-FILE,990.0,",
+        ",2018-08-11T09:06:00,CARD-FILE,T-FILE,10.0,",  # no id: scored, not recorded
+    ]
+    parquet = io.BytesIO()
+    pq.write_table(
+        pa.table(
+            {
+                "transaction_id": ["LF-P0"],
+                "timestamp": ["2018-08-11T10:00:00"],
+                "customer_id": ["CARD-FILE"],
+                "terminal_id": ["T-FILE"],
+                "amount": [45.0],
+            }
+        ),
+        parquet,
+    )
+    with httpx.Client(base_url=api.base_url, timeout=30) as client:
+        from_csv = client.post(
+            SCORE_FILE_PATH,
+            files={"file": ("day.csv", "\n".join([header, *rows]) + "\n", "text/csv")},
+            headers={"x-request-id": "ledger-file-1"},
+        )
+        from_parquet = client.post(
+            SCORE_FILE_PATH,
+            files={"file": ("day.parquet", parquet.getvalue(), "application/octet-stream")},
+        )
+        assert from_csv.status_code == 200, from_csv.text
+        assert from_parquet.status_code == 200, from_parquet.text
+        views = {tid: _decision(client, tid) for tid in ("LF-0", "LF-1", "LF-P0")}
+        single = client.post(
+            SCORE_PATH,
+            json=example_transaction(
+                transaction_id="LF-S", customer_id="CARD-FILE", terminal_id="T-FILE"
+            ),
+        )
+        assert single.status_code == 200, single.text
+        card_of_single = _decision(client, "LF-S")["decisions"][0]["card_hash"]
+        unrecorded = client.get(DECISIONS_PATH, params={"terminal_id": "T-FILE"})
+    answered = list(csv.DictReader(io.StringIO(from_csv.text)))
+    for row in answered[:2]:
+        (stored,) = views[row["transaction_id"]]["decisions"]
+        assert stored["probability"] == pytest.approx(float(row["fraud_probability"]))
+        assert stored["is_fraud"] == (row["is_fraud"] == "True")
+        assert stored["risk_band"] == row["risk_band"]
+        assert stored["request_id"] == "ledger-file-1"
+        assert stored["card_hash"] == card_of_single  # the same keyed hash as the JSON path
+        assert stored["reasons"] is None
+    assert views["LF-0"]["decisions"][0]["aggregates"]["customer_nb_tx_1d"] == 2
+    assert views["LF-0"]["decisions"][0]["event_time"].startswith("2018-08-11T09:00:00")
+    scored_parquet = pq.read_table(io.BytesIO(from_parquet.content))
+    (stored,) = views["LF-P0"]["decisions"]
+    assert stored["probability"] == pytest.approx(scored_parquet["fraud_probability"][0].as_py())
+    # Every recorded decision of the terminal has an id: the row without one is not there.
+    listed = {d["transaction_id"] for d in unrecorded.json()["items"]}
+    assert listed == {"LF-0", "LF-1", "LF-P0", "LF-S"}
