@@ -84,11 +84,13 @@ class Ledger:
             self._migrated.set()
 
     def record(self, decisions: Sequence[Decision]) -> int:
-        """Spool decisions for the writer; return how many were kept (see ``stats``)."""
-        kept = self.spool.append(decisions)
-        if kept:
-            self.writer.notify()
-        return kept
+        """Spool decisions for the writer; return how many were kept (see ``stats``).
+
+        The writer is not woken: it copies what accumulated once per flush interval, so
+        PostgreSQL gets one transaction per interval, not one per scoring call (its cost per
+        transaction dwarfs its cost per row at the sizes of adaptive batches).
+        """
+        return self.spool.append(decisions)
 
     def stats(self) -> LedgerStats:
         """Queue depth, drops and writer counters for metrics."""

@@ -122,7 +122,7 @@ class LedgerWriter:
         self._thread.start()
 
     def notify(self) -> None:
-        """Tell the thread there is work (called after an append)."""
+        """Wake the thread now instead of at the end of its flush interval (flush, stop)."""
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
