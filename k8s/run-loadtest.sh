@@ -25,9 +25,11 @@ k() { kubectl --namespace "$NAMESPACE" "$@"; }
 job_field() { k get job locust-master -o jsonpath="{.status.$1}" 2>/dev/null || true; }
 job_ended() { [ -n "$(job_field succeeded)$(job_field failed)" ]; }
 
+# Server-side apply: a client-side apply keeps a copy of the object in an annotation, and the
+# payload pool alone is over the annotations' 256 KiB limit (the ConfigMap's own is 1 MiB).
 k create configmap locust-files --dry-run=client -o yaml \
   --from-file=locustfile.py=loadtests/locustfile.py --from-file=payloads.json=loadtests/payloads.json \
-  --from-file=slo.json="$SLO_FILE" | k apply -f -
+  --from-file=slo.json="$SLO_FILE" | k apply --server-side --force-conflicts -f -
 k delete job --selector app.kubernetes.io/name=locust --ignore-not-found --wait
 k apply -k "$LOADTEST_DIR"
 rm -rf "$REPORT_DIR"
