@@ -51,6 +51,11 @@ SOURCES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("v1alpha1",),
     ),
     (ENVOY_GATEWAY, f"{ENVOY_GATEWAY_CRDS}/gateway.envoyproxy.io_envoyproxies.yaml", ("v1alpha1",)),
+    (
+        "github.com/cloudnative-pg/cloudnative-pg@v1.28.1",
+        "config/crd/bases/postgresql.cnpg.io_clusters.yaml",
+        ("v1",),
+    ),
 )
 
 

@@ -34,7 +34,7 @@ from tests.chart.chart_support import (
 )
 
 FULLNAME = f"{RELEASE}-fraud-detection"
-LEDGER_VALUE_SETS = ("ledger-values", "ledger-external-values")
+LEDGER_VALUE_SETS = ("ledger-values", "ledger-external-values", "ledger-cnpg-values")
 #: The ledger's objects by kind and name suffix.
 LEDGER_OBJECTS = {
     ("Job", "-ledger-migrate"),
@@ -257,10 +257,15 @@ def test_names_fit_their_limits_with_a_long_release_name() -> None:
 def test_api_and_jobs_may_reach_postgresql_and_the_jobs_nothing_else(values_file: str) -> None:
     manifests = render(values_file)
     policies = of_kind(manifests, "NetworkPolicy")
-    expected_peers = [{"podSelector": {"matchLabels": {"cnpg.io/cluster": "fraud-ledger"}}}]
+    cluster = {
+        "ledger-external-values": "fraud-ledger",  # a Cluster run beside the release
+        "ledger-cnpg-values": f"{FULLNAME}-ledger",  # the release's own Cluster
+    }
     postgres_rule: dict[str, Any] = {"ports": [{"port": 5432, "protocol": "TCP"}]}
-    if values_file == "ledger-external-values":
-        postgres_rule["to"] = expected_peers
+    if values_file in cluster:
+        postgres_rule["to"] = [
+            {"podSelector": {"matchLabels": {"cnpg.io/cluster": cluster[values_file]}}}
+        ]
     api_policy = one(policies, "NetworkPolicy", "-api")
     assert postgres_rule in api_policy["spec"]["egress"]
     ledger_policy = one(policies, "NetworkPolicy", "-ledger")
@@ -369,6 +374,15 @@ def test_prometheus_rule_alerts_on_the_spool_and_the_writer() -> None:
             {
                 "ledger__enabled": "true",
                 "ledger__database__url": TRY_URL,
+                "ledger__cloudnativepg__enabled": "true",
+            },
+            "exactly one database",
+        ),
+        ({"ledger__cloudnativepg__enabled": "true"}, "cloudnativepg.enabled needs ledger.enabled"),
+        (
+            {
+                "ledger__enabled": "true",
+                "ledger__database__url": TRY_URL,
                 "ledger__database__poolMinSize": "5",
                 "ledger__database__poolMaxSize": "2",
             },
@@ -398,6 +412,10 @@ def test_value_combinations_the_schema_cannot_express_are_refused(
         ({"ledger__prometheusRule__nearlyFullRatio": "2"}, "nearlyFullRatio"),
         ({"ledger__migration__resources__limits": "null"}, "/ledger/migration/resources"),
         ({"ledger__writer": "process"}, "'writer' not allowed"),
+        ({"ledger__cloudnativepg__instances": "0"}, "/ledger/cloudnativepg/instances"),
+        ({"ledger__cloudnativepg__owner": "Fraud-Owner"}, "/ledger/cloudnativepg/owner"),
+        ({"ledger__cloudnativepg__storage__size": "20GB"}, "/ledger/cloudnativepg/storage/size"),
+        ({"ledger__cloudnativepg__extraSpec__instances": "1"}, "/ledger/cloudnativepg/extraSpec"),
     ],
 )
 def test_schema_rejects_wrong_ledger_values(values: dict[str, str], message: str) -> None:
@@ -447,3 +465,57 @@ def test_notes_name_the_ledger_secret_spool_and_jobs(
     for snippet in expected:
         assert snippet in text, text
     assert "<no value>" not in text
+
+
+CNPG_CLUSTER = f"{FULLNAME}-ledger"
+
+
+def test_cloudnativepg_mode_makes_the_cluster_and_reads_the_operators_secret() -> None:
+    manifests = render("ledger-cnpg-values")
+    cluster = one(manifests, "Cluster", "-ledger")
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
+    assert cluster["metadata"]["name"] == CNPG_CLUSTER
+    spec = cluster["spec"]
+    assert spec["instances"] == 2
+    assert spec["bootstrap"]["initdb"] == {"database": "fraud", "owner": "fraud"}
+    assert spec["storage"] == {"size": "5Gi"}
+    assert spec["postgresql"]["parameters"] == {"max_connections": "200"}  # strings, as CNPG wants
+    assert spec["enableSuperuserAccess"] is False  # extraSpec merged in
+    assert spec["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    assert "annotations" not in cluster["metadata"]  # this value set does not keep it
+    # The API and every ledger Job read the URI from the Secret the operator writes.
+    pods = [
+        api_pod(manifests),
+        job_pod(manifests, "Job", "-ledger-migrate"),
+        job_pod(manifests, "CronJob", "-ledger-retention"),
+    ]
+    for pod in pods:
+        (container,) = [c for c in pod["containers"] if "FRAUD_DATABASE_URL" in env_of(c)]
+        ref = env_of(container)["FRAUD_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": f"{CNPG_CLUSTER}-app", "key": "uri"}, ref
+    assert not [s for s in of_kind(manifests, "Secret") if s["metadata"]["name"].endswith("-db")]
+    # Egress to the database: the Cluster's pods only, on 5432.
+    for policy in (
+        one(manifests, "NetworkPolicy", "-ledger"),
+        one(manifests, "NetworkPolicy", "-api"),
+    ):
+        database = [
+            rule
+            for rule in policy["spec"]["egress"]
+            if {"port": 5432, "protocol": "TCP"} in rule["ports"]
+        ]
+        assert database == [
+            {
+                "ports": [{"port": 5432, "protocol": "TCP"}],
+                "to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": CNPG_CLUSTER}}}],
+            }
+        ], policy["spec"]["egress"]
+
+
+def test_the_cloudnativepg_cluster_outlives_the_release_by_default() -> None:
+    cluster = one(
+        render(ledger__enabled="true", ledger__cloudnativepg__enabled="true"), "Cluster", "-ledger"
+    )
+    assert cluster["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert cluster["spec"]["instances"] == 3
+    assert "imageName" not in cluster["spec"]  # the operator's default image

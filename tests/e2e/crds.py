@@ -84,6 +84,8 @@ CRD_NAMES: dict[tuple[str, str], CrdNames] = {
     ("gateway.envoyproxy.io", "EnvoyProxy"): CrdNames(
         plural="envoyproxies", scope="Namespaced", short_names=("eproxy",)
     ),
+    # CloudNativePG v1.28.1 (config/crd/bases/).
+    ("postgresql.cnpg.io", "Cluster"): CrdNames(plural="clusters", scope="Namespaced"),
 }
 
 

@@ -103,6 +103,9 @@ INSTALLABLE_CI_VALUES: dict[str, set[str]] = {
     # the release manifest), the retention CronJob and the alerts stay.
     "ledger-values.yaml": {"Deployment", "CronJob", "NetworkPolicy", "PrometheusRule"},
     "ledger-external-values.yaml": {"Deployment", "CronJob", "NetworkPolicy"},
+    # The ledger's CloudNativePG Cluster (no operator runs here: the test writes the Secret
+    # the operator would, `<cluster>-app`).
+    "ledger-cnpg-values.yaml": {"Deployment", "CronJob", "NetworkPolicy", "Cluster"},
 }
 # The values file of the autoscaling test: the chart's HPA with a short scale-down window.
 HPA_TEST_VALUES = "hpa-scale-in-values.yaml"
@@ -446,6 +449,11 @@ def create_expected_secret(cluster: Cluster, values_file: str, namespace: str) -
     if ledger["enabled"] and database["existingSecret"]:
         url = f"postgresql://fraud:{uuid.uuid4().hex}@fraud-ledger-rw:5432/fraud"
         wanted[database["existingSecret"]] = {database["existingSecretKey"]: url}
+    if ledger["enabled"] and (ledger.get("cloudnativepg") or {}).get("enabled"):
+        # What the operator writes for the chart's Cluster of the release `fraud` (install()).
+        cnpg = "fraud-fraud-detection-ledger"
+        url = f"postgresql://fraud:{uuid.uuid4().hex}@{cnpg}-rw:5432/fraud"
+        wanted[f"{cnpg}-app"] = {"uri": url}
     if not wanted:
         return
     cluster.resource("v1", "Namespace").create(body={"metadata": {"name": namespace}})

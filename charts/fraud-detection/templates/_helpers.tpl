@@ -111,12 +111,29 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ $h.timeoutSeconds | quote }}
 {{- end }}
 
-{{/* The Secret with the ledger's database URI: the operator's, or the chart's from ledger.database.url. */}}
+{{/* The CloudNativePG Cluster the chart makes for the ledger (ledger.cloudnativepg.enabled). */}}
+{{- define "fraud-detection.ledger.cnpgName" -}}
+{{- printf "%s-ledger" (include "fraud-detection.fullname" . | trunc 40 | trimSuffix "-") }}
+{{- end }}
+
+{{/* "true" when the chart makes the Secret with the URI itself (ledger.database.url). */}}
+{{- define "fraud-detection.ledger.urlSecret" -}}
+{{- if and .Values.ledger.enabled .Values.ledger.database.url }}true{{ end }}
+{{- end }}
+
+{{/* The Secret with the ledger's database URI: an existing one, the one CloudNativePG writes for
+     the chart's Cluster (`<cluster>-app`, key `uri`), or the chart's from ledger.database.url. */}}
 {{- define "fraud-detection.ledger.secretName" -}}
-{{- default (printf "%s-ledger-db" (include "fraud-detection.fullname" . | trunc 53 | trimSuffix "-")) .Values.ledger.database.existingSecret }}
+{{- if .Values.ledger.database.existingSecret }}{{ .Values.ledger.database.existingSecret }}
+{{- else if .Values.ledger.cloudnativepg.enabled }}{{ include "fraud-detection.ledger.cnpgName" . }}-app
+{{- else }}{{ printf "%s-ledger-db" (include "fraud-detection.fullname" . | trunc 53 | trimSuffix "-") }}
+{{- end }}
 {{- end }}
 {{- define "fraud-detection.ledger.secretKey" -}}
-{{- if .Values.ledger.database.existingSecret }}{{ .Values.ledger.database.existingSecretKey }}{{ else }}url{{ end }}
+{{- if .Values.ledger.database.existingSecret }}{{ .Values.ledger.database.existingSecretKey }}
+{{- else if .Values.ledger.cloudnativepg.enabled }}uri
+{{- else }}url
+{{- end }}
 {{- end }}
 
 {{/* FRAUD_DATABASE_URL and the FRAUD_LEDGER_* settings every ledger container shares. */}}
@@ -262,9 +279,13 @@ seccompProfile:
 {{- fail "history.valkey.enabled needs history.enabled" }}
 {{- end }}
 {{- $l := .Values.ledger }}
+{{- if and $l.cloudnativepg.enabled (not $l.enabled) }}
+{{- fail "ledger.cloudnativepg.enabled needs ledger.enabled" }}
+{{- end }}
 {{- if $l.enabled }}
-{{- if eq (ternary 1 0 (ne $l.database.existingSecret "")) (ternary 1 0 (ne $l.database.url "")) }}
-{{- fail "ledger.enabled needs exactly one database: ledger.database.existingSecret or ledger.database.url" }}
+{{- $databases := add (ternary 1 0 (ne $l.database.existingSecret "")) (ternary 1 0 (ne $l.database.url "")) (ternary 1 0 $l.cloudnativepg.enabled) }}
+{{- if ne (int $databases) 1 }}
+{{- fail "ledger.enabled needs exactly one database: ledger.database.existingSecret, ledger.database.url or ledger.cloudnativepg.enabled" }}
 {{- end }}
 {{- if lt (int $l.database.poolMaxSize) (int $l.database.poolMinSize) }}
 {{- fail "ledger.database.poolMaxSize must be >= ledger.database.poolMinSize" }}
@@ -272,14 +293,20 @@ seccompProfile:
 {{- end }}
 {{- end }}
 
-{{/* Egress rule to the ledger's PostgreSQL: ledger.database.egressTo, or any address on its port. */}}
+{{/* Egress rule to the ledger's PostgreSQL: ledger.database.egressTo, else the chart's
+     CloudNativePG pods, else any address on its port. */}}
 {{- define "fraud-detection.ledgerEgress" -}}
 - ports:
     - port: {{ .Values.ledger.database.port }}
       protocol: TCP
-  {{- with .Values.ledger.database.egressTo }}
+  {{- if .Values.ledger.database.egressTo }}
   to:
-    {{- toYaml . | nindent 4 }}
+    {{- toYaml .Values.ledger.database.egressTo | nindent 4 }}
+  {{- else if .Values.ledger.cloudnativepg.enabled }}
+  to:
+    - podSelector:
+        matchLabels:
+          cnpg.io/cluster: {{ include "fraud-detection.ledger.cnpgName" . }}
   {{- end }}
 {{- end }}
 
