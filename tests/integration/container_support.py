@@ -117,6 +117,21 @@ def build_image(runtime: str, bentoml_home: Path, log_path: Path, timeout: float
     )
 
 
+def build_ui_image(log_path: Path, timeout: float) -> None:
+    """``make image-ui`` (the UI image of the working tree; the layer cache makes an unchanged
+    tree quick), its output appended to ``log_path``."""
+    with log_path.open("a") as log:
+        result = subprocess.run(
+            ["make", "image-ui"],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            check=False,
+        )
+    assert result.returncode == 0, f"make image-ui failed; log: {log_path}"
+
+
 def remove_older_test_images(podman: str, keep: str) -> None:
     """Delete earlier smoke-test images (each is ~580 MB) except ``keep``; ignore images in use."""
     listing = subprocess.run(

@@ -59,7 +59,7 @@ from fraud_contract.api import (
 from service.decisions import DECISIONS_PREFIX
 from testkit.net import free_port, wait_for_http
 from testkit.tools import REPO_ROOT, require_tool
-from tests.integration.container_support import build_image, tiny_model_home
+from tests.integration.container_support import build_image, build_ui_image, tiny_model_home
 
 pytestmark = [pytest.mark.integration, pytest.mark.container, pytest.mark.timeout(3300)]
 
@@ -263,16 +263,7 @@ def ensure_images(runtime: str, env: dict[str, str], log_path: Path) -> dict[str
         name, _, tag = built.ref.rpartition(":")
         env.update(FRAUD_IMAGE=name, FRAUD_IMAGE_TAG=tag)
     if "FRAUD_UI_IMAGE" not in env:
-        with log_path.open("a") as log:
-            result = subprocess.run(
-                ["make", "image-ui"],
-                cwd=REPO_ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=BUILD_TIMEOUT_S,
-                check=False,
-            )
-        assert result.returncode == 0, f"make image-ui failed; log: {log_path}"
+        build_ui_image(log_path, timeout=BUILD_TIMEOUT_S)
     images = compose_images(env)
     for service, image in images.items():
         hint = f"log: {log_path}"

@@ -31,7 +31,7 @@ import yaml
 from fraud_contract.api import SCORE_PATH
 from fraud_contract.schema import example_transaction
 from testkit.tools import REPO_ROOT, in_ci, require_tool
-from tests.integration.container_support import build_image, tiny_model_home
+from tests.integration.container_support import build_image, build_ui_image, tiny_model_home
 
 CLUSTER_BIN = REPO_ROOT / ".tools" / "cluster" / "bin"
 KUBECONFIG = Path(
@@ -173,6 +173,18 @@ def _remove_older_node_images(podman: str, keep: str) -> None:
         subprocess.run([podman, "rmi", ref], capture_output=True, timeout=120, check=False)
 
 
+def side_load(ref: str) -> None:
+    """Import the local podman image ``ref`` into the real node's containerd (no registry)."""
+    done = subprocess.run(
+        ["bash", str(REPO_ROOT / "cluster" / "node-image.sh"), ref],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, f"node-image.sh {ref} failed:\n{done.stdout}{done.stderr}"
+
+
 def check_real_node() -> dict[str, Any]:
     """The real node of ``make cluster-up``, Ready (skips locally, fails under CI, without it)."""
     require_cluster(os.geteuid() == 0, "the real node needs root")
@@ -225,14 +237,7 @@ def side_load_image(artifacts_dir: Path) -> NodeImage:
             break
         assert attempt == 1, f"podman tag {built.ref} {ref} failed: {tagged.stderr}"
     _remove_older_node_images(podman, keep=ref)
-    done = subprocess.run(
-        ["bash", str(REPO_ROOT / "cluster" / "node-image.sh"), ref],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, f"node-image.sh {ref} failed:\n{done.stdout}{done.stderr}"
+    side_load(ref)
     return NodeImage(ref, built.model_tag)
 
 
@@ -333,26 +338,9 @@ def side_load_ui_image(artifacts_dir: Path) -> str:
     from deploy.build_ui_image import project_version  # noqa: PLC0415
 
     require_tool("podman", "make system-deps (Debian package podman)")
-    log_path = artifacts_dir / "node-ui-image-build.log"
-    with log_path.open("w") as log:
-        built = subprocess.run(
-            ["make", "image-ui"],
-            cwd=REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=BUILD_TIMEOUT_S,
-            check=False,
-        )
-    assert built.returncode == 0, f"make image-ui failed; log: {log_path}"
+    build_ui_image(artifacts_dir / "node-ui-image-build.log", timeout=BUILD_TIMEOUT_S)
     ref = f"{UI_IMAGE_NAME}:{project_version()}"
-    done = subprocess.run(
-        ["bash", str(REPO_ROOT / "cluster" / "node-image.sh"), ref],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, f"node-image.sh {ref} failed:\n{done.stdout}{done.stderr}"
+    side_load(ref)
     return ref
 
 

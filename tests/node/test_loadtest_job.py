@@ -39,6 +39,7 @@ from tests.node.node_support import (
     kubectl_json,
     node_values,
     require_cluster,
+    side_load,
 )
 
 pytestmark = [pytest.mark.node, pytest.mark.container, pytest.mark.timeout(1800)]
@@ -75,14 +76,7 @@ def side_loaded_locust(real_node: dict[str, Any]) -> str:
         present.returncode == 0,
         f"no local image {image} (no registry here: sudo bash .ci/bootstrap-locust-image.sh)",
     )
-    done = subprocess.run(
-        ["bash", str(REPO_ROOT / "cluster" / "node-image.sh"), image],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, f"node-image.sh {image} failed:\n{done.stdout}{done.stderr}"
+    side_load(image)
     return image
 
 
