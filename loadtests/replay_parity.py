@@ -17,7 +17,10 @@ paths over the same rows:
 
 Compared: every aggregate on every row (counts exact, the rest within 1e-9 relative) and the
 AP, AUC and CP@100 of the two probability vectors (``training.evaluation``; equal to 3
-decimals). Writes ``reports/replay-parity.json`` and ``.md``.
+decimals). The API also records its decisions in an embedded PostgreSQL, and after the week
+every replayed transaction's label goes through ``POST /v1/labels``: the ledger must hold one
+row per decision answered and one event per label sent (:mod:`loadtests.replay_ledger`).
+Writes ``reports/replay-parity.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from fraud_contract.api import SCORE_BATCH_PATH
 from fraud_contract.features import columns_from_frame, compute_features
 from fraud_contract.schema import AGGREGATE_FIELDS, is_whole_number
 from fraud_contract.windows import LABEL_DELAY_DAYS
+from loadtests import replay_ledger
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 REPORTS: Final = REPO_ROOT / "reports"
@@ -243,9 +247,16 @@ def valkey_server(data_dir: Path) -> Iterator[str]:
 
 
 def run_parity(
-    frame: pd.DataFrame, base_url: str, history_url: str, model: Any, batch: int
+    frame: pd.DataFrame,
+    *,
+    base_url: str,
+    history_url: str,
+    database_url: str,
+    model: Any,
+    batch: int,
 ) -> dict[str, Any]:
-    """Replay the last week of ``frame`` (with offline aggregates) and compare both paths."""
+    """Replay the last week of ``frame`` (with offline aggregates) and compare both paths;
+    then the ledger's proof (:mod:`loadtests.replay_ledger`)."""
     from service.history import HistoryStore  # noqa: PLC0415
 
     window = replay_window(frame)
@@ -255,6 +266,7 @@ def run_parity(
     finally:
         store.close()
     rows = frame.loc[replay.aggregates.index]
+    ledger = replay_ledger.prove(base_url, database_url, rows)
     offline_score = offline_probabilities(model, rows)
     return {
         "window": {"start": window[0].isoformat(), "end": window[1].isoformat()},
@@ -274,16 +286,19 @@ def run_parity(
             week_metrics(rows, replay.probabilities), week_metrics(rows, offline_score)
         ),
         "probabilities_max_abs_diff": float(np.max(np.abs(replay.probabilities - offline_score))),
+        "ledger": ledger,
     }
 
 
 def passed(doc: dict[str, Any]) -> bool:
-    """All rows served from the store, every aggregate equal, the metrics equal."""
+    """All rows served from the store, every aggregate equal, the metrics equal, the ledger
+    complete."""
     states = doc["history_states"]
     return bool(
         doc["aggregates"]["passed"]
         and doc["metrics"]["passed"]
         and states.get("used", 0) == doc["rows"]
+        and doc["ledger"]["passed"]
     )
 
 
@@ -332,6 +347,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"Largest difference between a returned probability and the in-process one: "
         f"{doc['probabilities_max_abs_diff']:.3g}.",
         "",
+        *replay_ledger.render(doc["ledger"]),
     ]
     return "\n".join(lines)
 
@@ -366,12 +382,25 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="replay-valkey-"))
         url = stack.enter_context(valkey_server(Path(data_dir)))
+        ledger = stack.enter_context(replay_ledger.ledger_database())
         # The store's scoring timeout is for production; a replay must not degrade a row.
-        env = {"FRAUD_HISTORY_URL": url, "FRAUD_MODEL_TAG": tag, "FRAUD_HISTORY_TIMEOUT_S": "30"}
+        env = {
+            "FRAUD_HISTORY_URL": url,
+            "FRAUD_MODEL_TAG": tag,
+            "FRAUD_HISTORY_TIMEOUT_S": "30",
+            **ledger,
+        }
         api = stack.enter_context(
             served_process(home, free_port(), env=env, log_name="replay-parity.log")
         )
-        doc = run_parity(frame, api.base_url, url, model, args.batch)
+        doc = run_parity(
+            frame,
+            base_url=api.base_url,
+            history_url=url,
+            database_url=ledger["FRAUD_DATABASE_URL"],
+            model=model,
+            batch=args.batch,
+        )
     doc = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": f"python -m loadtests.replay_parity --preset {args.preset}",

