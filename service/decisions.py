@@ -3,9 +3,8 @@
 With ``FRAUD_DATABASE_URL`` set, each scored transaction (single, batch or file row) that has
 a ``transaction_id`` is handed to the ledger (:mod:`service.ledger`: a local write-ahead spool
 on the scoring thread, a writer copying it to PostgreSQL) with the keyed hash of its card,
-never the raw id. The
-routes answer 404 when no ledger is configured and 503 while PostgreSQL is unreachable
-(scoring goes on meanwhile; nothing recorded is lost).
+never the raw id. The routes answer 404 when no ledger is configured and 503 while
+PostgreSQL is unreachable (scoring goes on meanwhile; nothing recorded is lost).
 
 With the history store on too, ``POST /v1/labels`` also marks each labelled transaction's
 record in its terminal's history with the transaction's winning label (under the ledger's

@@ -418,6 +418,19 @@ def api_pods(release: Release) -> list[dict[str, Any]]:
     return items
 
 
+def ready_pods(release: Release) -> list[str]:
+    """Names of the release's API pods that are Ready and not terminating."""
+    return sorted(
+        pod["metadata"]["name"]
+        for pod in api_pods(release)
+        if "deletionTimestamp" not in pod["metadata"]
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in pod["status"].get("conditions", [])
+        )
+    )
+
+
 @contextmanager
 def installed_release(
     values: dict[str, Any], values_dir: Path, artifacts_dir: Path, prefix: str = "node"

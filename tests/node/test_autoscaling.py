@@ -23,11 +23,11 @@ from tests.node.node_support import (
     NodeImage,
     Release,
     SteadyLoad,
-    api_pods,
     installed_release,
     kubectl,
     kubectl_json,
     node_values,
+    ready_pods,
 )
 
 pytestmark = [pytest.mark.node, pytest.mark.container, pytest.mark.timeout(1800)]
@@ -69,19 +69,6 @@ def hpa(release: Release) -> dict[str, Any]:
     """The release's HorizontalPodAutoscaler."""
     (found,) = kubectl_json("hpa", "--namespace", release.namespace)["items"]
     return found
-
-
-def ready_count(release: Release) -> int:
-    """API pods Ready and not terminating."""
-    return sum(
-        1
-        for pod in api_pods(release)
-        if "deletionTimestamp" not in pod["metadata"]
-        and any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in pod["status"].get("conditions", [])
-        )
-    )
 
 
 def cpu_utilisation(status: dict[str, Any]) -> int | None:
@@ -132,7 +119,7 @@ def test_the_hpa_scales_out_under_load_and_back_in(release: Release, artifacts_d
     idle = cpu_utilisation(hpa(release)["status"])
     assert idle is not None and idle < TARGET_PERCENT, hpa(release)["status"]
     with SteadyLoad(release.cluster_url, retries=1, clients=4) as load:
-        out_s = wait_until(lambda: ready_count(release) >= 2, "a second Ready API pod")
+        out_s = wait_until(lambda: len(ready_pods(release)) >= 2, "a second Ready API pod")
         busy = hpa(release)["status"]
     REPORT["scale_out"] = {
         "seconds": round(out_s, 1),
@@ -141,7 +128,9 @@ def test_the_hpa_scales_out_under_load_and_back_in(release: Release, artifacts_d
         "load": load.summary(out_s),
     }
     in_s = wait_until(
-        lambda: hpa(release)["status"].get("desiredReplicas") == 1 and ready_count(release) == 1,
+        lambda: (
+            hpa(release)["status"].get("desiredReplicas") == 1 and len(ready_pods(release)) == 1
+        ),
         "back to one API pod",
     )
     REPORT["scale_in_seconds"] = round(in_s, 1)

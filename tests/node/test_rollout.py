@@ -38,12 +38,12 @@ from tests.node.node_support import (
     NodeImage,
     Release,
     SteadyLoad,
-    api_pods,
     helm_deploy,
     installed_release,
     kubectl,
     kubectl_json,
     node_values,
+    ready_pods,
 )
 
 pytestmark = [pytest.mark.node, pytest.mark.container, pytest.mark.timeout(1800)]
@@ -69,19 +69,6 @@ def release(
     with installed_release(values, values_dir, artifacts_dir, prefix="roll") as release:
         yield release
     (artifacts_dir / "node-disruptions.json").write_text(json.dumps(REPORT, indent=2) + "\n")
-
-
-def ready_pods(release: Release) -> list[str]:
-    """Names of the release's API pods that are Ready and not terminating."""
-    return sorted(
-        pod["metadata"]["name"]
-        for pod in api_pods(release)
-        if "deletionTimestamp" not in pod["metadata"]
-        and any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in pod["status"].get("conditions", [])
-        )
-    )
 
 
 def wait_for_replicas(release: Release, excluded: set[str]) -> list[str]:

@@ -81,6 +81,35 @@ def comparable(decision: Decision) -> dict[str, Any]:
     return fields
 
 
+def recorded_file(
+    scorer: Scorer,
+    rows: list[dict[str, Any]],
+    hasher: IdHasher,
+    request_id: str | None,
+    history_states: np.ndarray | None = None,
+) -> list[Decision]:
+    """Score ``rows`` as an uploaded CSV and return what ``record_columns`` spools of it."""
+    scored = score_table(
+        as_csv(rows),
+        filename="day.csv",
+        content_type="text/csv",
+        scorer=scorer,
+        max_rows=100,
+        with_columns=True,
+    )
+    assert scored.columns is not None
+    ledger = CapturingLedger()
+    DecisionRecorder(ledger, hasher).record_columns(  # type: ignore[arg-type]
+        scored.columns,
+        scored.decisions,
+        threshold=scorer.threshold,
+        model_tag=scorer.model_tag,
+        request_id=request_id,
+        history_states=history_states,
+    )
+    return ledger.decisions
+
+
 def test_file_rows_are_recorded_as_the_json_routes_record_them(scorer: Scorer) -> None:
     rows = transactions()
     hasher = IdHasher(b"k" * 32, "k1")
@@ -92,56 +121,26 @@ def test_file_rows_are_recorded_as_the_json_routes_record_them(scorer: Scorer) -
     DecisionRecorder(from_json, hasher).record(  # type: ignore[arg-type]
         results, parsed, ["req-1"] * len(parsed), None
     )
-    from_file = CapturingLedger()
-    scored = score_table(
-        as_csv(rows),
-        filename="day.csv",
-        content_type="text/csv",
-        scorer=scorer,
-        max_rows=100,
-        with_columns=True,
-    )
-    assert scored.columns is not None
-    DecisionRecorder(from_file, hasher).record_columns(  # type: ignore[arg-type]
-        scored.columns,
-        scored.decisions,
-        threshold=scorer.threshold,
-        model_tag=scorer.model_tag,
-        request_id="req-1",
-        history_states=None,
-    )
-    assert [d.transaction_id for d in from_file.decisions] == ["F-0", "F-1", "F-2"]
-    assert [comparable(d) for d in from_file.decisions] == [
-        comparable(d) for d in from_json.decisions
-    ]
-    f1 = from_file.decisions[1]
+    from_file = recorded_file(scorer, rows, hasher, request_id="req-1")
+    assert [d.transaction_id for d in from_file] == ["F-0", "F-1", "F-2"]
+    assert [comparable(d) for d in from_file] == [comparable(d) for d in from_json.decisions]
+    f1 = from_file[1]
     assert f1.aggregates is not None and f1.aggregates["customer_nb_tx_1d"] == 3
     assert isinstance(f1.aggregates["customer_nb_tx_1d"], int)
-    assert f1.plain_amount is False and from_file.decisions[2].plain_amount is True
-    assert from_file.decisions[0].plain_amount is None
+    assert f1.plain_amount is False and from_file[2].plain_amount is True
+    assert from_file[0].plain_amount is None
     assert f1.card_hash == hasher("C-1") and "C-1" not in f1.card_hash
 
 
 def test_history_states_say_whether_history_was_used(scorer: Scorer) -> None:
-    scored = score_table(
-        as_csv(transactions()[:2]),
-        filename="day.csv",
-        content_type="text/csv",
-        scorer=scorer,
-        max_rows=100,
-        with_columns=True,
-    )
-    assert scored.columns is not None
-    ledger = CapturingLedger()
-    DecisionRecorder(ledger, IdHasher(b"k" * 32, "k1")).record_columns(  # type: ignore[arg-type]
-        scored.columns,
-        scored.decisions,
-        threshold=scorer.threshold,
-        model_tag=scorer.model_tag,
+    decisions = recorded_file(
+        scorer,
+        transactions()[:2],
+        IdHasher(b"k" * 32, "k1"),
         request_id=None,
         history_states=np.array(["used", "unavailable"], dtype=object),
     )
-    assert [d.history_used for d in ledger.decisions] == [True, False]
+    assert [d.history_used for d in decisions] == [True, False]
 
 
 def test_without_the_ledger_the_columns_are_not_kept(scorer: Scorer) -> None:
